@@ -1,0 +1,20 @@
+"""gunicorn settings (read automatically from the working directory).
+
+The app is loaded in the master before forking (``preload_app``) so that the
+Redis startup gate runs once and a refusal stops gunicorn with a non-zero
+status instead of booting workers in a loop. Heroku and Render set ``PORT``
+and ``WEB_CONCURRENCY``.
+"""
+
+import os
+
+bind = [f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+preload_app = True
+# Heroku's router gives up after 30 s; free the worker before that.
+timeout = 28
+graceful_timeout = 20
+# Keep connections from the platform's router open between requests.
+keepalive = 5
+accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "").lower() in ("1", "true") else None
+forwarded_allow_ips = "*"

@@ -1,0 +1,104 @@
+"""Health endpoints.
+
+- ``/health`` and ``/health/ready``: 200 when Redis (counters and queue)
+  answers, 503 otherwise; within a second even when Redis hangs.
+- ``/health/live``: the process answers; no dependency is touched.
+- ``/admin/health/redis``: the same plus the Redis server's facts, for a staff
+  session or ``Authorization: Bearer <HEALTH_TOKEN>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+import project
+from health.checks import Check, CounterBackendCheck, QueueCheck, RedisServerCheck, run_checks
+from project.api import json_response
+from project.errors import error_response
+from project.redis import display_address
+
+
+def _status(results: dict[str, dict[str, Any]]) -> str:
+    return "healthy" if all(result["status"] == "connected" for result in results.values()) else "unhealthy"
+
+
+def _public_report() -> tuple[dict[str, Any], int]:
+    results = run_checks([CounterBackendCheck(), QueueCheck()])
+    status = _status(results)
+    body = {
+        "status": status,
+        "version": project.__version__,
+        "environment": settings.ENVIRONMENT,
+        "redis": _without_error(results["counter_backend"]),
+        "queue": _without_error(results["queue_service"]),
+    }
+    return body, 200 if status == "healthy" else 503
+
+
+def _without_error(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in result.items() if key != "error"}
+
+
+@never_cache
+@require_GET
+def health(request: HttpRequest) -> HttpResponse:
+    body, status = _public_report()
+    return json_response(body, status=status)
+
+
+@never_cache
+@require_GET
+def live(request: HttpRequest) -> HttpResponse:
+    return json_response({"status": "alive", "version": project.__version__})
+
+
+def _bearer_token_ok(request: HttpRequest) -> bool:
+    token = settings.HEALTH_TOKEN
+    scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@never_cache
+@require_GET
+def redis_report(request: HttpRequest) -> HttpResponse:
+    """Staff or HEALTH_TOKEN only: a browser is sent to the admin login, an API
+    client gets 401, a signed-in non-staff user 403."""
+    user = request.user
+    if not (_bearer_token_ok(request) or (user.is_active and user.is_staff)):
+        if user.is_authenticated:
+            return error_response(403, "permission_denied", "Staff only.")
+        if "text/html" in request.META.get("HTTP_ACCEPT", "") and "HTTP_AUTHORIZATION" not in request.META:
+            return redirect_to_login(request.get_full_path(), login_url=reverse("admin:login"))
+        return error_response(
+            401,
+            "authentication_required",
+            "Sign in as staff or send 'Authorization: Bearer <HEALTH_TOKEN>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="tollgate-health"'},
+        )
+    checks: list[Check] = [CounterBackendCheck(), QueueCheck()]
+    if not settings.DEMO_MODE:
+        checks.append(RedisServerCheck())
+    results = run_checks(checks)
+    body: dict[str, Any] = {
+        "status": _status({k: v for k, v in results.items() if k != "redis_server"}),
+        "demo_mode": settings.DEMO_MODE,
+        "environment": settings.ENVIRONMENT,
+        "counter_backend": results["counter_backend"],
+        "queue_service": results["queue_service"],
+    }
+    if not settings.DEMO_MODE:
+        server = results["redis_server"]
+        body["redis"] = {
+            "address": display_address(settings.REDIS_URL),
+            "tls": settings.REDIS_URL.startswith("rediss://"),
+            **server,
+        }
+    return json_response(body, status=200 if body["status"] == "healthy" else 503)

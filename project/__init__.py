@@ -1,0 +1,3 @@
+"""Tollgate: JSON Schema validation sold as an API, metered per key on Redis."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,86 @@
+"""The one error shape of the API, and the exceptions that produce it.
+
+Every error answer under ``/api/`` is::
+
+    {"error": {"code": "quota_exceeded", "message": "...", "details": {...}}}
+
+``code`` is stable and greppable: clients branch on it, never on ``message``.
+Views and services raise an :class:`ApiError` (or a subclass); the
+``ApiErrorMiddleware`` turns it into a response, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from django.http import HttpResponse
+
+
+class ApiError(Exception):
+    """An error with a machine ``code``, an HTTP ``status`` and optional
+    ``details`` (JSON-serialisable) and response ``headers``."""
+
+    status: int = 400
+    code: str = "bad_request"
+    message: str = "The request is invalid."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.message
+        self.code = code or self.code
+        self.status = status or self.status
+        self.details = details
+        self.headers = dict(headers or {})
+        super().__init__(self.message)
+
+    def response(self) -> HttpResponse:
+        return error_response(self.status, self.code, self.message, details=self.details, headers=self.headers)
+
+
+class NotFound(ApiError):
+    status, code, message = 404, "not_found", "Nothing is here."
+
+
+class MethodNotAllowed(ApiError):
+    status, code, message = 405, "method_not_allowed", "This method is not allowed here."
+
+
+class InvalidJson(ApiError):
+    status, code, message = 400, "invalid_json", "The request body is not valid JSON."
+
+
+class ServiceUnavailable(ApiError):
+    """A dependency (Redis) did not answer in time; the client may retry."""
+
+    status, code, message = 503, "service_unavailable", "A backing service is unavailable."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1, **kwargs: Any) -> None:
+        headers = {"Retry-After": str(retry_after), **kwargs.pop("headers", {})}
+        super().__init__(message, headers=headers, **kwargs)
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> HttpResponse:
+    """The JSON error response; ``details`` is left out when None."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    response = HttpResponse(orjson.dumps({"error": body}), status=status, content_type="application/json")
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response

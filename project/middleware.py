@@ -1,0 +1,38 @@
+"""Turns API errors and faults into the one JSON error shape, in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from project.errors import ApiError, ServiceUnavailable
+
+log = logging.getLogger("tollgate.api")
+
+API_PREFIX = "/api/"
+
+
+class ApiErrorMiddleware:
+    """Under ``/api/``: an :class:`ApiError` becomes its JSON response, and a
+    Redis that is down or hung becomes a 503 ``service_unavailable`` with
+    ``Retry-After`` instead of a 500. Other paths are left to Django."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith(API_PREFIX):
+            return None
+        if isinstance(exception, ApiError):
+            return exception.response()
+        if isinstance(exception, (RedisConnectionError, RedisTimeoutError)):
+            log.warning("Redis unavailable while serving %s: %s", request.path, exception)
+            return ServiceUnavailable("Redis did not answer; retry shortly.").response()
+        return None

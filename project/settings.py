@@ -1,0 +1,218 @@
+"""Django settings for Tollgate, read from the environment once, here.
+
+Every variable is listed in the README's configuration table. A value the
+service cannot run without in production has no default and fails here, at
+startup; Redis is the exception because build commands (migrate, collectstatic,
+check) must work with no Redis in reach: its absence is refused where the web
+server and the worker start (``project.startup``) and reported by
+``manage.py check --deploy``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from project import redis as redis_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}.")
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = _env_bool("DEBUG")
+# In-memory counters and queue, per process, lost on restart. The only way to
+# run without Redis; project.startup says so loudly.
+DEMO_MODE = _env_bool("DEMO_MODE")
+ENVIRONMENT = os.environ.get("ENVIRONMENT", "development")
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not (DEBUG or DEMO_MODE):
+        raise ImproperlyConfigured(
+            "SECRET_KEY environment variable is required (DEBUG=true or DEMO_MODE=true "
+            "use an insecure development key instead)."
+        )
+    # The same key in every process, so sessions survive across gunicorn
+    # workers; `check --deploy` flags the django-insecure- prefix.
+    SECRET_KEY = "django-insecure-tollgate-development-only-never-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
+
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+# How long the web server and the worker keep trying an unreachable Redis
+# before they refuse to start. Platforms restart a process that exits, so a
+# short wait plus a restart beats a long wait that hides the problem.
+REDIS_STARTUP_WAIT = float(os.environ.get("REDIS_STARTUP_WAIT", "8"))
+HEALTH_TOKEN = os.environ.get("HEALTH_TOKEN", "")
+
+RATELIMIT_FAIL_MODES = ("closed", "open")
+RATELIMIT_FAIL_MODE = os.environ.get("RATELIMIT_FAIL_MODE", "closed").strip().lower()
+if RATELIMIT_FAIL_MODE not in RATELIMIT_FAIL_MODES:
+    raise ImproperlyConfigured(
+        f"RATELIMIT_FAIL_MODE must be one of {', '.join(RATELIMIT_FAIL_MODES)}, not {RATELIMIT_FAIL_MODE!r}."
+    )
+
+INSTALLED_APPS = [
+    # First, so its runserver and rqworker (with the Redis gate) win.
+    "project.apps.ProjectConfig",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "quotas.apps.QuotasConfig",
+    "validation.apps.ValidationConfig",
+    "health.apps.HealthConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Turns ApiError and faults into the one JSON error shape under /api/.
+    "project.middleware.ApiErrorMiddleware",
+    # Authenticates and meters /api/ before any other view middleware runs.
+    "quotas.middleware.QuotaMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=600,
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several web workers and the RQ worker share one file: wait for a lock
+    # instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if DEMO_MODE:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    # Built even when REDIS_URL is empty so that build commands load; nothing
+    # connects until the gate or a request does.
+    CACHES = {"default": redis_config.cache_config(REDIS_URL or "redis://unset.invalid:6379/0")}
+
+# django-rq reuses the cache's connection pool: TLS, timeouts and retries are
+# configured once, in project.redis.
+RQ_QUEUES = {"validation": {"USE_REDIS_CACHE": "default", "DEFAULT_TIMEOUT": 3600}}
+RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ_SHOW_ADMIN_LINK = False
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve app static files without a collectstatic step too (make run, tests).
+WHITENOISE_USE_FINDERS = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Heroku's and Render's routers terminate TLS and say so in this header.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = not DEBUG and _env_bool("SESSION_COOKIE_SECURE", True)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
+# Off by default so that plain-HTTP health probes and local runs work; turn on
+# (with HSTS) on a platform that terminates TLS.
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT")
+SECURE_REDIRECT_EXEMPT = [r"^health"]
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+
+# The Redis password must never reach an error page or a 500 e-mail.
+DEFAULT_EXCEPTION_REPORTER = "project.reporting.RedactingExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "project.reporting.RedactingExceptionReporterFilter"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "redact": {"()": "project.reporting.RedactSecretsFilter"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+        },
+        "mail_admins": {
+            "level": "ERROR",
+            "class": "django.utils.log.AdminEmailHandler",
+            "filters": ["redact", "require_debug_false"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "tollgate": {"level": "INFO"},
+        "rq.worker": {"level": "INFO"},
+        # 4xx answers (401, 429) are the product working, not incidents.
+        "django.request": {"handlers": ["mail_admins"], "level": "ERROR"},
+    },
+}

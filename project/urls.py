@@ -1,0 +1,31 @@
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import include, path
+
+from health import views as health_views
+from project.errors import error_response
+
+urlpatterns = [
+    path("", include("health.urls")),
+    # Before the admin's own URLs, which would read "health" as an app label.
+    path("admin/health/redis", health_views.redis_report, name="admin-health-redis"),
+    path("admin/django-rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("quotas.urls")),
+]
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return error_response(404, "not_found", "No such endpoint or object.")
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return error_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
+    from django.views.defaults import server_error
+
+    return server_error(request)

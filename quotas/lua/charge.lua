@@ -1,0 +1,132 @@
+--[[
+charge.lua: check every rate limit and quota of one request, and commit all of
+them or none. One EVALSHA per request; the only commands run are one HMGET and,
+when something is consumed, one HSET (plus a PEXPIRE about once a month).
+
+All state of an account lives in one hash, KEYS[1] = "tg:{a42}" (the braces
+are a Redis Cluster hash tag: one account, one slot). Its fields:
+  g                  generation; the caller's copy of the account must match
+  x                  when the hash expires (ms), to refresh the TTL rarely
+  r<key>:<n>/<p>     GCRA theoretical arrival time of an API key's rate limit
+                     "<ms>:<frac>", i.e. ms + frac/n (exact integer arithmetic)
+  qd / qm            a quota window "<window id>:<units used>", e.g. "20261126:42"
+
+ARGV[1] now (ms)          ARGV[2] generation      ARGV[3] rate cost
+ARGV[4] quota cost        ARGV[5] R (rate limits) ARGV[6] Q (quotas)
+ARGV[7] hash TTL (ms)
+then R times: field, count, period (ms)
+then Q times: field, count, window id, window end (ms)
+
+Example (100/m per key 17, 10000/day for account 42, at 2026-11-26T12:00Z):
+  EVALSHA <sha> 1 tg:{a42} 1795694400000 5f1c 1 1 1 1 5529600000
+          r17:100/60000 100 60000  qd 10000 20261126 1795737600000
+
+Returns {status, generation, violated, retry_ms, then per rate limit and per
+quota: remaining, reset_ms}. status 1 = admitted and committed, 0 = rejected
+(nothing written; violated = 1-based index of the limit that waits longest),
+-1 = stale generation ({-1, current generation}): reload the account, retry.
+A cost of 0 never rejects and writes nothing, which makes a peek.
+]]
+if #KEYS ~= 1 then
+  return redis.error_reply("charge.lua: expected 1 key, got " .. #KEYS)
+end
+local now = tonumber(ARGV[1])
+local rate_cost = tonumber(ARGV[3])
+local quota_cost = tonumber(ARGV[4])
+local nr = tonumber(ARGV[5])
+local nq = tonumber(ARGV[6])
+local ttl = tonumber(ARGV[7])
+if not (now and rate_cost and quota_cost and nr and nq and ttl) or #ARGV ~= 7 + 3 * nr + 4 * nq then
+  return redis.error_reply("charge.lua: malformed arguments")
+end
+
+local fields = {"g", "x"}
+for i = 1, nr do fields[2 + i] = ARGV[5 + 3 * i] end
+for j = 1, nq do fields[2 + nr + j] = ARGV[4 + 3 * nr + 4 * j] end
+local values = redis.call("HMGET", KEYS[1], unpack(fields))
+if values[1] ~= ARGV[2] then
+  return {-1, values[1] or ""}
+end
+
+local states, writes = {}, {}
+local violated, retry = 0, 0
+
+for i = 1, nr do
+  local base = 5 + 3 * i
+  local count, period = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  -- TAT = a + b/count ms; a TAT in the past means a full bucket.
+  local a, b = now, 0
+  local stored = values[2 + i]
+  if stored then
+    local sa, sb = string.match(stored, "^(%d+):(%d+)$")
+    sa, sb = tonumber(sa), tonumber(sb)
+    if sa and sa + (sb > 0 and 1 or 0) > now then a, b = sa, sb end
+  end
+  local nb = b + rate_cost * period
+  local na = a + math.floor(nb / count)
+  nb = nb % count
+  local over = na + (nb > 0 and 1 or 0) - period - now
+  if over > 0 then
+    if over > retry then violated, retry = i, over end
+  elseif rate_cost > 0 then
+    writes[#writes + 1] = fields[2 + i]
+    writes[#writes + 1] = na .. ":" .. nb
+  end
+  states[i] = {a, b, na, nb, count, period}
+end
+
+for j = 1, nq do
+  local base = 4 + 3 * nr + 4 * j
+  local limit, window, window_end = tonumber(ARGV[base + 1]), ARGV[base + 2], tonumber(ARGV[base + 3])
+  local used = 0
+  local stored = values[2 + nr + j]
+  if stored then
+    local sw, su = string.match(stored, "^(%d+):(%d+)$")
+    if sw == window then used = tonumber(su) end
+  end
+  if quota_cost > 0 and used + quota_cost > limit then
+    local wait = window_end - now
+    if wait > retry then violated, retry = nr + j, wait end
+  elseif quota_cost > 0 then
+    writes[#writes + 1] = fields[2 + nr + j]
+    writes[#writes + 1] = window .. ":" .. (used + quota_cost)
+  end
+  states[nr + j] = {used, limit, window_end}
+end
+
+local admitted = violated == 0
+local out = {admitted and 1 or 0, ARGV[2], violated, retry}
+for i = 1, nr do
+  local s = states[i]
+  local a, b = s[1], s[2]
+  if admitted then a, b = s[3], s[4] end
+  local count, period = s[5], s[6]
+  local remaining = math.floor(((now + period - a) * count - b) / period)
+  if remaining < 0 then remaining = 0 elseif remaining > count then remaining = count end
+  local reset = a + (b > 0 and 1 or 0) - now
+  if reset < 0 then reset = 0 end
+  out[#out + 1] = remaining
+  out[#out + 1] = reset
+end
+for j = 1, nq do
+  local s = states[nr + j]
+  local used = s[1]
+  if admitted then used = used + quota_cost end
+  local remaining = s[2] - used
+  if remaining < 0 then remaining = 0 end
+  out[#out + 1] = remaining
+  out[#out + 1] = s[3] - now
+end
+
+if admitted and #writes > 0 then
+  local expires = tonumber(values[2])
+  if not expires or expires - now < ttl / 2 then
+    writes[#writes + 1] = "x"
+    writes[#writes + 1] = now + ttl
+    redis.call("HSET", KEYS[1], unpack(writes))
+    redis.call("PEXPIRE", KEYS[1], ttl)
+  else
+    redis.call("HSET", KEYS[1], unpack(writes))
+  end
+end
+return out

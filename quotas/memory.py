@@ -1,0 +1,144 @@
+"""The DEMO_MODE counter backend: charge.lua's contract, in this process.
+
+Counters live in a dict guarded by a lock: exact among the threads of one
+process, invisible to every other process, lost on restart. Never used when
+DEMO_MODE is off (project.startup refuses to start without Redis instead).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from typing import Any
+
+from quotas.limiter import (
+    HASH_TTL_MS,
+    QUOTA_FIELDS,
+    Decision,
+    StaleGeneration,
+    Subject,
+    build_decision,
+    charge_arguments,
+    window_at,
+)
+
+
+class MemoryBackend:
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # account id -> (expires at ms, fields) like the Redis hash
+        self._hashes: dict[int, tuple[int, dict[str, str]]] = {}
+
+    def ping(self) -> None:
+        return None
+
+    def initialize(self) -> None:
+        return None
+
+    def _fields(self, account_id: int, now_ms: int) -> dict[str, str]:
+        expires, fields = self._hashes.get(account_id, (0, {}))
+        if expires <= now_ms:
+            fields = {}
+            self._hashes[account_id] = (now_ms + HASH_TTL_MS, fields)
+        return fields
+
+    def generation(self, account_id: int) -> str:
+        with self._lock:
+            fields = self._fields(account_id, int(time.time() * 1000))
+            return fields.setdefault("g", secrets.token_hex(8))
+
+    def charge(
+        self, subject: Subject, *, rate_cost: int = 1, quota_cost: int = 1, now: float | None = None
+    ) -> Decision:
+        now_ms = int((time.time() if now is None else now) * 1000)
+        args, windows = charge_arguments(subject, rate_cost, quota_cost, now_ms)
+        with self._lock:
+            fields = self._fields(subject.account_id, now_ms)
+            if fields.get("g") != subject.generation:
+                raise StaleGeneration(fields.get("g", ""))
+            reply = self._evaluate(fields, args, now_ms, rate_cost, quota_cost)
+        return build_decision(subject, reply, now_ms, windows)
+
+    @staticmethod
+    def _evaluate(fields: dict[str, str], args: list[Any], now: int, rate_cost: int, quota_cost: int) -> list[Any]:
+        nr, nq = args[4], args[5]
+        rates = [args[7 + 3 * i : 10 + 3 * i] for i in range(nr)]
+        quotas = [args[7 + 3 * nr + 4 * j : 11 + 3 * nr + 4 * j] for j in range(nq)]
+        writes: dict[str, str] = {}
+        violated, retry = 0, 0
+        rate_states = []
+        for index, (field, count, period) in enumerate(rates, start=1):
+            a, b = now, 0
+            if field in fields:
+                sa, sb = (int(part) for part in fields[field].split(":"))
+                if sa + (1 if sb else 0) > now:
+                    a, b = sa, sb
+            nb = b + rate_cost * period
+            na, nb = a + nb // count, nb % count
+            over = na + (1 if nb else 0) - period - now
+            if over > 0:
+                if over > retry:
+                    violated, retry = index, over
+            elif rate_cost > 0:
+                writes[field] = f"{na}:{nb}"
+            rate_states.append((a, b, na, nb, count, period))
+        quota_states = []
+        for index, (field, limit, window, window_end) in enumerate(quotas, start=nr + 1):
+            used = 0
+            stored_window, _, stored_used = fields.get(field, "").partition(":")
+            if stored_window == str(window):
+                used = int(stored_used)
+            if quota_cost > 0 and used + quota_cost > limit:
+                if window_end - now > retry:
+                    violated, retry = index, window_end - now
+            elif quota_cost > 0:
+                writes[field] = f"{window}:{used + quota_cost}"
+            quota_states.append((used, limit, window_end))
+        admitted = violated == 0
+        out: list[Any] = [1 if admitted else 0, "", violated, retry]
+        for a, b, na, nb, count, period in rate_states:
+            if admitted:
+                a, b = na, nb
+            remaining = min(max(((now + period - a) * count - b) // period, 0), count)
+            out += (remaining, max(a + (1 if b else 0) - now, 0))
+        for used, limit, window_end in quota_states:
+            if admitted:
+                used += quota_cost
+            out += (max(limit - used, 0), window_end - now)
+        if admitted:
+            fields.update(writes)
+        return out
+
+    def refund(self, account_id: int, units: int, *, at: float) -> None:
+        at_ms = int(at * 1000)
+        with self._lock:
+            fields = self._fields(account_id, int(time.time() * 1000))
+            for window, field in QUOTA_FIELDS.items():
+                stored_window, _, used = fields.get(field, "").partition(":")
+                if stored_window == str(window_at(window, at_ms).id):
+                    fields[field] = f"{stored_window}:{max(int(used) - units, 0)}"
+
+    def invalidate(self, account_ids: list[int]) -> None:
+        with self._lock:
+            for account_id in account_ids:
+                if account_id in self._hashes:
+                    self._hashes[account_id][1].pop("g", None)
+
+    def usage(self, account_ids: list[int], *, now: float | None = None) -> dict[int, dict[str, int]]:
+        now_ms = int((time.time() if now is None else now) * 1000)
+        usage = {}
+        with self._lock:
+            for account_id in account_ids:
+                fields = self._hashes.get(account_id, (0, {}))[1]
+                usage[account_id] = {}
+                for window, field in QUOTA_FIELDS.items():
+                    stored_window, _, used = fields.get(field, "").partition(":")
+                    current = stored_window == str(window_at(window, now_ms).id)
+                    usage[account_id][window] = int(used) if current else 0
+        return usage
+
+    def server_info(self) -> dict[str, Any]:
+        return {}

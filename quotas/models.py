@@ -1,0 +1,107 @@
+"""Plans, accounts (tenants) and their API keys."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+from quotas.policy import Quota, RateLimit, parse_quotas, parse_rates
+
+MB = 1024 * 1024
+
+
+def _validate_rates(value: str) -> None:
+    parse_rates(value)
+
+
+def _validate_quotas(value: str) -> None:
+    parse_quotas(value)
+
+
+class Plan(models.Model):
+    """What an account may do: rate limits per key, quotas per account, and
+    the sizes the validation endpoints accept."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    rate_limits = models.CharField(
+        max_length=255,
+        blank=True,
+        validators=[_validate_rates],
+        help_text="Requests per API key, e.g. “10/s, 100/m, 5000/h” (periods s, m, h, d). Empty: none.",
+    )
+    quotas = models.CharField(
+        max_length=255,
+        blank=True,
+        validators=[_validate_quotas],
+        help_text="Units per account per UTC calendar window, e.g. “10000/day, 200000/month”. Empty: none.",
+    )
+    max_upload_bytes = models.PositiveBigIntegerField(
+        default=100 * MB, help_text="The largest batch upload accepted, in bytes."
+    )
+    max_sync_instances = models.PositiveIntegerField(
+        default=100, help_text="The most instances one synchronous validation call may carry."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @cached_property
+    def rate_list(self) -> tuple[RateLimit, ...]:
+        return parse_rates(self.rate_limits)
+
+    @cached_property
+    def quota_list(self) -> tuple[Quota, ...]:
+        return parse_quotas(self.quotas)
+
+
+class Account(models.Model):
+    """A tenant. Its quotas are shared by all of its keys."""
+
+    name = models.CharField(max_length=100, unique=True)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="accounts")
+    is_active = models.BooleanField(
+        default=True, help_text="An inactive account's keys are refused (401) until it is reactivated."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    """An API key. Only ``prefix`` (public) and the SHA-256 of the secret are
+    stored; the full key is shown once, when it is created."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
+    label = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Written at most once a minute per key and process, never per request.
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"tg_{self.prefix}_…" + (f" ({self.label})" if self.label else "")
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()

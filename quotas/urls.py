@@ -1,0 +1,8 @@
+from django.urls import path
+
+from quotas import views
+
+urlpatterns = [
+    path("ping", views.ping, name="api-ping"),
+    path("usage", views.usage, name="api-usage"),
+]

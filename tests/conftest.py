@@ -1,0 +1,60 @@
+"""Shared fixtures: private Redis servers, clean state, keys and clients.
+
+Every test runs against a real redis-server that the suite started on a free
+loopback port. Tests that break Redis on purpose (kill, pause, restart) take
+``own_redis``, a server of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.test.utils import override_settings
+
+from project.redis import cache_config
+from quotas import meter
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_redis(redis_server: RedisServer) -> Iterator[None]:
+    with override_settings(REDIS_URL=redis_server.url, CACHES={"default": cache_config(redis_server.url)}):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    redis_server.client().flushall()  # the suite's own server, never a shared one
+    meter.forget_records()
+    monkeypatch.setattr(meter, "_breaker_open_until", 0.0)
+    yield
+    meter.forget_records()
+
+
+@pytest.fixture
+def own_redis(settings: object) -> Iterator[RedisServer]:
+    """A private Redis for this test alone, which it may kill, pause or restart."""
+    server = RedisServer().start()
+    with override_settings(REDIS_URL=server.url, CACHES={"default": cache_config(server.url)}):
+        yield server
+    server.stop()
+
+
+@pytest.fixture
+def api_key(db: None) -> str:
+    """A usable key on a plan of 100/m and 10000/day (full key string)."""
+    from tests.factories import issue_key
+
+    return issue_key().key
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {key}"}

@@ -1,0 +1,100 @@
+"""Start the service's real processes (manage.py, gunicorn, rqworker) the way
+users do, against the suite's private Redis and test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from tests.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+_SCRUBBED = ("DEMO_MODE", "REDIS_URL", "DEBUG", "RATELIMIT_FAIL_MODE", "HEALTH_TOKEN", "DJANGO_SETTINGS_MODULE")
+
+
+def database_url() -> str:
+    """The URL of the test database pytest-django created (and this process uses)."""
+    from django.db import connection
+
+    settings = connection.settings_dict
+    if settings["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{settings['NAME']}"
+    user = quote(settings.get("USER") or "")
+    password = f":{quote(settings['PASSWORD'])}" if settings.get("PASSWORD") else ""
+    host = settings.get("HOST") or "127.0.0.1"
+    port = settings.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in _SCRUBBED}
+    env.update(
+        DJANGO_SETTINGS_MODULE="project.settings",
+        SECRET_KEY="tests-only-" + "x" * 50,
+        ENVIRONMENT="test",
+        PYTHONUNBUFFERED="1",
+        REDIS_STARTUP_WAIT="1",
+    )
+    env.update(overrides)
+    return env
+
+
+def manage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def wait_for_http(url: str, process: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"process exited with {process.returncode}:\n{process.stdout.read() if process.stdout else ''}"
+            )
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 15) -> str:
+    """Stop ``process`` and return what it printed."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.stdout.read() if process.stdout else ""
+
+
+def gunicorn_command(port: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], *, workers: int = 2) -> Iterator[str]:
+    """A real gunicorn (with gunicorn.conf.py) on a free port; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        gunicorn_command(port, workers), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/health/live", process)
+        yield base
+    finally:
+        stop(process)
