@@ -35,4 +35,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .run .pytest-db.sqlite3 staticfiles
+	rm -rf $(VENV) .run .pytest-db-*.sqlite3* staticfiles

@@ -17,4 +17,5 @@ from project.settings import BASE_DIR, DATABASES  # noqa: E402
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that gunicorn and rqworker started by tests see
     # the same database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".pytest-db.sqlite3")}
+    # One file per run, so that two runs on one machine do not collide.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".pytest-db-{os.getpid()}.sqlite3")}
