@@ -18,3 +18,6 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "").lower() in ("1", "true") else None
 forwarded_allow_ips = "*"
+# gunicorn 27's control socket (~/.gunicorn/gunicorn.ctl) is shared by every
+# instance of a user on a host; Tollgate does not use it.
+control_socket_disable = True

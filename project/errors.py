@@ -83,4 +83,8 @@ def error_response(
     response = HttpResponse(orjson.dumps({"error": body}), status=status, content_type="application/json")
     for name, value in (headers or {}).items():
         response[name] = value
+    # A deliberate answer, logged (rate-limited) where it is decided: keep
+    # django.request from logging every 503 of an outage as an ERROR (and
+    # mailing it to ADMINS).
+    response._has_been_logged = True  # type: ignore[attr-defined]
     return response

@@ -38,7 +38,9 @@ class MemoryBackend:
     def initialize(self) -> None:
         return None
 
-    def _fields(self, account_id: int, now_ms: int) -> dict[str, str]:
+    def _fields(self, account_id: int) -> dict[str, str]:
+        """The account's fields; like a Redis TTL, expiry follows the real clock."""
+        now_ms = int(time.time() * 1000)
         expires, fields = self._hashes.get(account_id, (0, {}))
         if expires <= now_ms:
             fields = {}
@@ -47,7 +49,7 @@ class MemoryBackend:
 
     def generation(self, account_id: int) -> str:
         with self._lock:
-            fields = self._fields(account_id, int(time.time() * 1000))
+            fields = self._fields(account_id)
             return fields.setdefault("g", secrets.token_hex(8))
 
     def charge(
@@ -56,7 +58,7 @@ class MemoryBackend:
         now_ms = int((time.time() if now is None else now) * 1000)
         args, windows = charge_arguments(subject, rate_cost, quota_cost, now_ms)
         with self._lock:
-            fields = self._fields(subject.account_id, now_ms)
+            fields = self._fields(subject.account_id)
             if fields.get("g") != subject.generation:
                 raise StaleGeneration(fields.get("g", ""))
             reply = self._evaluate(fields, args, now_ms, rate_cost, quota_cost)
@@ -115,7 +117,7 @@ class MemoryBackend:
     def refund(self, account_id: int, units: int, *, at: float) -> None:
         at_ms = int(at * 1000)
         with self._lock:
-            fields = self._fields(account_id, int(time.time() * 1000))
+            fields = self._fields(account_id)
             for window, field in QUOTA_FIELDS.items():
                 stored_window, _, used = fields.get(field, "").partition(":")
                 if stored_window == str(window_at(window, at_ms).id):

@@ -93,16 +93,18 @@ def forget_records() -> None:
     _touched.clear()
 
 
-def _load(prefix: str) -> KeyRecord | _Unknown:
+def _load(prefix: str, *, generation: str | None = None) -> KeyRecord | _Unknown:
     """Read the record from the database, with a generation read *before*
-    the row, so that a change in between is caught as stale."""
+    the row, so that a change in between is caught as stale. ``generation``
+    given skips Redis (fail-open loads)."""
     account_id = _account_of.get(prefix)
     if account_id is None:
         account_id = ApiKey.objects.filter(prefix=prefix).values_list("account_id", flat=True).first()
         if account_id is None:
             return _Unknown()
         _account_of[prefix] = account_id
-    generation = get_backend().generation(account_id)
+    if generation is None:
+        generation = get_backend().generation(account_id)
     key = ApiKey.objects.select_related("account__plan").filter(prefix=prefix).first()
     if key is None:
         _account_of.pop(prefix, None)
@@ -145,7 +147,13 @@ def authenticate_key(raw: str) -> KeyRecord:
     if parsed is None:
         raise InvalidApiKey()
     try:
-        record = _cached(parsed.prefix)
+        try:
+            record = _cached(parsed.prefix)
+        except (RedisError, OSError) as exc:
+            _open_breaker(exc)
+            _unavailable()  # raises in fail mode closed
+            # Fail mode open: authenticate from the database alone, uncached.
+            record = _load(parsed.prefix, generation="")
     except DatabaseError:
         log.exception("Database unavailable while loading API key %s", parsed.prefix)
         raise ServiceUnavailable("The database did not answer; retry shortly.") from None
@@ -194,8 +202,13 @@ class Meter:
         return decision
 
 
-def _charge(meter: Meter, requests: int, units: int) -> Decision | None:
+def _open_breaker(exc: BaseException) -> None:
     global _breaker_open_until
+    _breaker_open_until = time.monotonic() + BREAKER_SECONDS
+    log.warning("Redis unavailable for rate limiting: %s", type(exc).__name__)
+
+
+def _charge(meter: Meter, requests: int, units: int) -> Decision | None:
     if time.monotonic() < _breaker_open_until:
         return _unavailable()
     backend = get_backend()
@@ -210,8 +223,7 @@ def _charge(meter: Meter, requests: int, units: int) -> Decision | None:
                 meter.record = fresh
         raise RedisError("the account's generation kept changing")
     except (RedisError, OSError) as exc:
-        _breaker_open_until = time.monotonic() + BREAKER_SECONDS
-        log.warning("Redis unavailable for rate limiting: %s", type(exc).__name__)
+        _open_breaker(exc)
         return _unavailable()
     except DatabaseError:
         log.exception("Database unavailable while reloading API key %s", meter.record.prefix)

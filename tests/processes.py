@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,9 +59,7 @@ def wait_for_http(url: str, process: subprocess.Popen[str], timeout: float = 30)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"process exited with {process.returncode}:\n{process.stdout.read() if process.stdout else ''}"
-            )
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
         try:
             httpx.get(url, timeout=1)
             return
@@ -87,14 +86,18 @@ def gunicorn_command(port: int, workers: int) -> list[str]:
 
 @contextmanager
 def gunicorn(env: dict[str, str], *, workers: int = 2) -> Iterator[str]:
-    """A real gunicorn (with gunicorn.conf.py) on a free port; yields its base URL."""
+    """A real gunicorn (with gunicorn.conf.py) on a free port; yields its base
+    URL. What it logged is printed when the test fails (pytest shows stdout)."""
     port = free_port()
-    process = subprocess.Popen(
-        gunicorn_command(port, workers), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/health/live", process)
-        yield base
-    finally:
-        stop(process)
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            gunicorn_command(port, workers), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(f"{base}/health/live", process)
+            yield base
+        finally:
+            stop(process)
+            log.seek(0)
+            print(f"--- gunicorn on {base} logged:\n{log.read()[-20000:]}")
