@@ -155,7 +155,7 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 # Serve app static files without a collectstatic step too (make run, tests).
 WHITENOISE_USE_FINDERS = True
 
@@ -211,6 +211,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "tollgate": {"level": "INFO"},
+        # Replaces Django's default "django" logger (console + mail_admins),
+        # which would mail every error twice with django.request's below.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "rq.worker": {"level": "INFO"},
         # 4xx answers (401, 429) are the product working, not incidents.
         "django.request": {"handlers": ["mail_admins"], "level": "ERROR"},

@@ -70,7 +70,9 @@ def test_concurrent_costs_across_keys_of_one_account_share_the_quota(server: str
     first = issue_key(rate_limits="1000/h", quotas="120/day")
     second = issue_key(account=first.api_key.account)
     results = []
-    threads = [threading.Thread(target=lambda k=k: results.append(burst(server, k, 200))) for k in (first.key, second.key)]
+    threads = [
+        threading.Thread(target=lambda k=k: results.append(burst(server, k, 200))) for k in (first.key, second.key)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -156,7 +158,9 @@ def test_redis_killed_and_paused_mid_traffic(own_redis: RedisServer) -> None:
     statuses = Counter(status for _, status, _, _ in records)
     assert set(statuses) <= {200, 503}, statuses  # never a 500, never a dropped connection
     # Requests answered while Redis was down, and those started well after it was back.
-    during_kill = [status for started, status, took, _ in records if killed_at + 0.1 < started and started + took < restarted_at]
+    during_kill = [
+        status for started, status, took, _ in records if killed_at + 0.1 < started and started + took < restarted_at
+    ]
     assert during_kill and set(during_kill) == {503}
     recovered = [status for started, status, _, _ in records if restarted_at + 2.0 < started < paused_at - 0.05]
     assert recovered and set(recovered) == {200}, [
@@ -164,7 +168,9 @@ def test_redis_killed_and_paused_mid_traffic(own_redis: RedisServer) -> None:
         for started, status, took, limit in records
         if restarted_at + 2.0 < started < paused_at - 0.05 and status != 200
     ]
-    during_pause = [status for started, status, took, _ in records if paused_at + 0.6 < started and started + took < resumed_at]
+    during_pause = [
+        status for started, status, took, _ in records if paused_at + 0.6 < started and started + took < resumed_at
+    ]
     assert during_pause and set(during_pause) == {503}
     after = [status for started, status, _, _ in records if started > resumed_at + 2.0]
     assert after and set(after) == {200}

@@ -48,7 +48,7 @@ def test_admits_burst_plus_elapsed_time_times_rate(backend: Backend, elapsed: fl
     who = subject(backend, "10/s")
     assert admitted(backend, who, 50, now=T0) == 10
     # 10/s refills one request every 100 ms, exactly.
-    assert admitted(backend, who, 50, now=T0 + elapsed) == min(10, int(round(elapsed * 1000)) // 100)
+    assert admitted(backend, who, 50, now=T0 + elapsed) == min(10, round(elapsed * 1000) // 100)
 
 
 def test_waiting_retry_after_is_enough(backend: Backend) -> None:

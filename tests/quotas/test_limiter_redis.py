@@ -75,9 +75,7 @@ def test_redis_and_memory_backends_give_identical_answers() -> None:
     for round_ in range(6):
         rates, quotas = rng.choice(plans)
         subjects = [
-            Subject(
-                500 + round_, key, backend.generation(500 + round_), parse_rates(rates), parse_quotas(quotas)
-            )
+            Subject(500 + round_, key, backend.generation(500 + round_), parse_rates(rates), parse_quotas(quotas))
             for backend in (redis_backend, memory_backend)
             for key in (1,)
         ]

@@ -59,7 +59,16 @@ def test_every_kind_of_bad_key_gets_the_same_401(client: Client, backend: Backen
     wrong_secret = f"tg_{good.api_key.prefix}_{'A' * 32}"
     wrong_secret += keys._checksum(wrong_secret)
     bodies = set()
-    for candidate in [revoked.key, expired.key, inactive.key, unknown, bad_checksum, wrong_secret, "tg_nope", "x" * 300]:
+    for candidate in [
+        revoked.key,
+        expired.key,
+        inactive.key,
+        unknown,
+        bad_checksum,
+        wrong_secret,
+        "tg_nope",
+        "x" * 300,
+    ]:
         response = ping(client, candidate)
         assert response.status_code == 401, candidate
         bodies.add(response.content)

@@ -1,0 +1,67 @@
+"""The quotas admin: keys shown once, revocation, usage beside each account."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from quotas import keys
+from quotas.models import ApiKey
+from tests.conftest import bearer
+from tests.factories import AccountFactory, issue_key
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.django_db
+
+
+def test_creating_a_key_shows_it_once(admin_client: Client) -> None:
+    account = AccountFactory()
+    response = admin_client.post(
+        "/admin/quotas/apikey/add/",
+        {"account": account.pk, "label": "from admin", "expires_at_0": "", "expires_at_1": ""},
+        follow=True,
+    )
+    assert response.status_code == 200
+    shown = [
+        word for message in response.context["messages"] for word in str(message).split() if word.startswith("tg_")
+    ]
+    assert len(shown) == 1
+    parsed = keys.parse(shown[0])
+    assert parsed is not None
+    stored = ApiKey.objects.get(prefix=parsed.prefix)
+    assert stored.label == "from admin" and keys.secret_matches(parsed.secret, stored.secret_hash)
+    change_page = admin_client.get(f"/admin/quotas/apikey/{stored.pk}/change/")
+    assert parsed.secret.encode() not in change_page.content
+
+
+@pytest.mark.django_db(transaction=True)  # the invalidation is published on commit
+def test_revoke_action(admin_client: Client, client: Client) -> None:
+    issued = issue_key()
+    assert client.get("/api/v1/ping", **bearer(issued.key)).status_code == 200
+    response = admin_client.post(
+        "/admin/quotas/apikey/", {"action": "revoke", "_selected_action": [issued.api_key.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    assert ApiKey.objects.get(pk=issued.api_key.pk).revoked_at is not None
+    assert client.get("/api/v1/ping", **bearer(issued.key)).status_code == 401
+
+
+def test_account_list_shows_usage_today_and_this_month(admin_client: Client, client: Client) -> None:
+    issued = issue_key(rate_limits="100/s", quotas="50/day, 900/month")
+    for _ in range(3):
+        client.get("/api/v1/ping", **bearer(issued.key))
+    page = admin_client.get("/admin/quotas/account/").content.decode()
+    assert "3 / 50" in page and "3 / 900" in page
+
+
+def test_account_list_renders_with_redis_down(admin_client: Client, own_redis: RedisServer) -> None:
+    issue_key()
+    own_redis.kill()
+    response = admin_client.get("/admin/quotas/account/")
+    assert response.status_code == 200
+    assert b"Redis is unreachable" in response.content
+
+
+def test_plan_admin_lists_plans(admin_client: Client) -> None:
+    issue_key(rate_limits="7/s")
+    assert b"7/s" in admin_client.get("/admin/quotas/plan/").content
