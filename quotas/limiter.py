@@ -49,6 +49,22 @@ def rate_field(key_id: int, rate: RateLimit) -> str:
     return f"r{key_id}:{rate.count}/{rate.period_ms}"
 
 
+# Traffic counters for the operations page, kept in the same hash and written
+# by the same script: admitted requests per account per minute (a ring of 60:
+# the last hour) and per key per 10 minutes (a ring of 7: the current bucket
+# and the six before it, so at least the last full hour).
+BUCKET_MS = 600_000
+MINUTES, BUCKETS = 60, 7
+
+
+def minute_field(minute: int) -> str:
+    return f"m{minute % MINUTES}"
+
+
+def key_bucket_field(key_id: int, bucket: int) -> str:
+    return f"k{key_id}:{bucket % BUCKETS}"
+
+
 @dataclass(frozen=True, slots=True)
 class Subject:
     """Who is charged and under which limits: an API key of an account, as
@@ -102,6 +118,52 @@ class Decision:
         return min(self.states, key=lambda s: (s.remaining, -s.reset_ms), default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """Admitted requests over the last hour: ``per_minute`` is 60 pairs
+    ``(minute start, epoch seconds; count)``, oldest first, the current
+    minute last; ``per_key`` counts each key's requests in the current
+    10-minute bucket and the six before it (60 to 70 minutes)."""
+
+    per_minute: list[tuple[int, int]]
+    per_key: dict[int, int]
+
+
+def traffic_fields(key_ids: list[int]) -> list[str]:
+    """The hash fields read for :class:`Traffic`: the minute ring, then each
+    key's bucket ring."""
+    return [f"m{slot}" for slot in range(MINUTES)] + [
+        f"k{key_id}:{slot}" for key_id in key_ids for slot in range(BUCKETS)
+    ]
+
+
+def traffic_from(rows: list[tuple[list[int], list[Any]]], now_ms: int) -> Traffic:
+    """Sum the traffic fields of several accounts (``(key ids, HMGET values)``)."""
+    minute_now, bucket_now = now_ms // 60_000, now_ms // BUCKET_MS
+    minutes = dict.fromkeys(range(minute_now - MINUTES + 1, minute_now + 1), 0)
+    per_key: dict[int, int] = {}
+    for key_ids, values in rows:
+        for raw in values[:MINUTES]:
+            period, count = _parse_counter(raw)
+            if period in minutes:
+                minutes[period] += count
+        for index, key_id in enumerate(key_ids):
+            total = 0
+            for raw in values[MINUTES + index * BUCKETS : MINUTES + (index + 1) * BUCKETS]:
+                period, count = _parse_counter(raw)
+                if bucket_now - BUCKETS < period <= bucket_now:
+                    total += count
+            per_key[key_id] = total
+    return Traffic([(minute * 60, count) for minute, count in minutes.items()], per_key)
+
+
+def _parse_counter(raw: bytes | str | None) -> tuple[int, int]:
+    if not raw:
+        return -1, 0
+    period, _, count = (raw.decode() if isinstance(raw, bytes) else raw).partition(":")
+    return int(period), int(count)
+
+
 class StaleGeneration(Exception):
     """The account changed since the caller loaded it: reload and retry."""
 
@@ -118,6 +180,8 @@ class Backend(Protocol):
     def refund(self, account_id: int, units: int, *, at: float) -> None: ...
     def invalidate(self, account_ids: list[int]) -> None: ...
     def usage(self, account_ids: list[int], *, now: float | None = None) -> dict[int, dict[str, int]]: ...
+    def traffic(self, keys_by_account: dict[int, list[int]], *, now: float | None = None) -> Traffic: ...
+    def server_info(self) -> dict[str, Any]: ...
 
 
 def _ceil_seconds(ms: int) -> int:
@@ -146,6 +210,7 @@ def build_decision(subject: Subject, reply: list[Any], now_ms: int, windows: lis
 def charge_arguments(subject: Subject, rate_cost: int, quota_cost: int, now_ms: int) -> tuple[list[Any], list[Window]]:
     """ARGV for charge.lua, and the quota windows it refers to."""
     windows = [window_at(quota.window, now_ms) for quota in subject.quotas]
+    minute, bucket = now_ms // 60_000, now_ms // BUCKET_MS
     args: list[Any] = [
         now_ms,
         subject.generation,
@@ -154,6 +219,10 @@ def charge_arguments(subject: Subject, rate_cost: int, quota_cost: int, now_ms: 
         len(subject.rates),
         len(subject.quotas),
         HASH_TTL_MS,
+        minute,
+        minute_field(minute),
+        bucket,
+        key_bucket_field(subject.key_id, bucket),
     ]
     for rate in subject.rates:
         args += (rate_field(subject.key_id, rate), rate.count, rate.period_ms)
@@ -245,6 +314,16 @@ class RedisBackend:
                 "month": _parse_quota_field(month, windows["month"]),
             }
         return usage
+
+    def traffic(self, keys_by_account: dict[int, list[int]], *, now: float | None = None) -> Traffic:
+        """Admitted requests of these accounts and keys over the last hour, in
+        one round trip."""
+        now_ms = int((time.time() if now is None else now) * 1000)
+        pipe = self.client().pipeline(transaction=False)
+        for account_id, key_ids in keys_by_account.items():
+            pipe.hmget(account_key(account_id), traffic_fields(key_ids))
+        values = pipe.execute()
+        return traffic_from(list(zip(keys_by_account.values(), values, strict=True)), now_ms)
 
     def server_info(self) -> dict[str, Any]:
         """Facts about the Redis server, from an allowlist: never its

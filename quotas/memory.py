@@ -18,8 +18,11 @@ from quotas.limiter import (
     Decision,
     StaleGeneration,
     Subject,
+    Traffic,
     build_decision,
     charge_arguments,
+    traffic_fields,
+    traffic_from,
     window_at,
 )
 
@@ -67,8 +70,9 @@ class MemoryBackend:
     @staticmethod
     def _evaluate(fields: dict[str, str], args: list[Any], now: int, rate_cost: int, quota_cost: int) -> list[Any]:
         nr, nq = args[4], args[5]
-        rates = [args[7 + 3 * i : 10 + 3 * i] for i in range(nr)]
-        quotas = [args[7 + 3 * nr + 4 * j : 11 + 3 * nr + 4 * j] for j in range(nq)]
+        minute, minute_slot, bucket, bucket_slot = args[7:11]
+        rates = [args[11 + 3 * i : 14 + 3 * i] for i in range(nr)]
+        quotas = [args[11 + 3 * nr + 4 * j : 15 + 3 * nr + 4 * j] for j in range(nq)]
         writes: dict[str, str] = {}
         violated, retry = 0, 0
         rate_states = []
@@ -110,6 +114,10 @@ class MemoryBackend:
             if admitted:
                 used += quota_cost
             out += (max(limit - used, 0), window_end - now)
+        if admitted and rate_cost > 0:
+            for slot, period_id in ((minute_slot, minute), (bucket_slot, bucket)):
+                stored_id, _, count = fields.get(slot, "").partition(":")
+                writes[slot] = f"{period_id}:{(int(count) if stored_id == str(period_id) else 0) + rate_cost}"
         if admitted:
             fields.update(writes)
         return out
@@ -141,6 +149,15 @@ class MemoryBackend:
                     current = stored_window == str(window_at(window, now_ms).id)
                     usage[account_id][window] = int(used) if current else 0
         return usage
+
+    def traffic(self, keys_by_account: dict[int, list[int]], *, now: float | None = None) -> Traffic:
+        now_ms = int((time.time() if now is None else now) * 1000)
+        with self._lock:
+            rows = []
+            for account_id, key_ids in keys_by_account.items():
+                fields = self._hashes.get(account_id, (0, {}))[1]
+                rows.append((key_ids, [fields.get(name) for name in traffic_fields(key_ids)]))
+        return traffic_from(rows, now_ms)
 
     def server_info(self) -> dict[str, Any]:
         return {}

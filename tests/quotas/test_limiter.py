@@ -191,3 +191,20 @@ def test_usage_reads_today_and_this_month(backend: Backend) -> None:
     backend.charge(who, quota_cost=5, now=T0 - 86400)
     backend.charge(who, quota_cost=7, now=T0)
     assert backend.usage([4, 99], now=T0) == {4: {"day": 7, "month": 12}, 99: {"day": 0, "month": 0}}
+
+
+def test_traffic_counts_admitted_requests_per_minute_and_per_key(backend: Backend) -> None:
+    first = subject(backend, "1000/s", "", account_id=20, key_id=201)
+    second = subject(backend, "1000/s", "5/day", account_id=21, key_id=211)
+    minute = T0 - T0 % 60
+    admitted(backend, first, 3, now=minute - 70 * 60)  # 70 minutes ago: slots of an older lap
+    admitted(backend, first, 4, now=minute - 59 * 60 + 1)  # the oldest minute shown
+    admitted(backend, first, 2, now=minute + 30)
+    admitted(backend, second, 9, now=minute + 31)  # 5 admitted, 4 rejected by the quota
+    backend.charge(first, rate_cost=0, quota_cost=0, now=minute + 32)  # a peek is not a request
+    traffic = backend.traffic({20: [201], 21: [211, 212]}, now=minute + 40)
+    assert len(traffic.per_minute) == 60
+    assert traffic.per_minute[0] == (int(minute) - 59 * 60, 4)
+    assert traffic.per_minute[-1] == (int(minute), 7)
+    assert sum(count for _, count in traffic.per_minute) == 11
+    assert traffic.per_key == {201: 6, 211: 5, 212: 0}
