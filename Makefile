@@ -23,6 +23,7 @@ setup: $(BIN)/.installed
 # (default: the local Redis), SQLite unless DATABASE_URL is set.
 run: setup .run/secret_key
 	@SECRET_KEY=$$(cat .run/secret_key) REDIS_URL=$(REDIS_URL) $(BIN)/python manage.py migrate --noinput
+	@SECRET_KEY=$$(cat .run/secret_key) $(BIN)/python manage.py collectstatic --noinput -v 0
 	@SECRET_KEY=$$(cat .run/secret_key) REDIS_URL=$(REDIS_URL) $(BIN)/python manage.py seed_demo --base-url http://127.0.0.1:$(PORT)
 	SECRET_KEY=$$(cat .run/secret_key) REDIS_URL=$(REDIS_URL) SESSION_COOKIE_SECURE=false \
 		GUNICORN_CMD_ARGS="--bind 127.0.0.1:$(PORT)" PATH=$(CURDIR)/$(BIN):$$PATH \
