@@ -1,6 +1,11 @@
 """Health checks: small dataclasses with ``run()``, listed where the view is
-set up (health.views), run concurrently so that a hung Redis costs the whole
-report one timeout (about half a second), not one per check.
+set up (health.views).
+
+The counters and the queue share one Redis (one configuration, project.redis),
+so once a check finds it unreachable the other Redis checks report the same
+without trying again: a hung Redis costs the whole report one timeout (about
+half a second: 0.25 s and one retry), not one per check. (Running the checks
+in threads does not help: redis-py connects under the pool's lock.)
 
 A check returns its facts or raises :class:`Unavailable` with a message that is
 safe to show. Any other exception is logged and shown as a generic error.
@@ -9,7 +14,6 @@ safe to show. Any other exception is logged and shown as a generic error.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,7 +84,7 @@ class RedisServerCheck:
 
     def run(self) -> dict[str, Any]:
         try:
-            return get_backend().server_info()
+            return {"status": "connected", **get_backend().server_info()}
         except (RedisError, OSError) as exc:
             raise Unavailable(type(exc).__name__) from None
 
@@ -99,7 +103,18 @@ def _run_one(check: Check) -> dict[str, Any]:
 
 
 def run_checks(checks: list[Check]) -> dict[str, dict[str, Any]]:
-    """Each check's result by name, the checks run concurrently."""
-    with ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="health") as pool:
-        results = list(pool.map(_run_one, checks))
-    return {check.name: result for check, result in zip(checks, results, strict=True)}
+    """Each check's result by name. After a Redis check finds Redis
+    unreachable, the remaining Redis checks are reported disconnected too."""
+    results: dict[str, dict[str, Any]] = {}
+    redis_down: dict[str, Any] | None = None
+    for check in checks:
+        if redis_down is not None and check.backend == "redis":
+            result = {**redis_down, "backend": check.backend}
+            if isinstance(check, QueueCheck):
+                result["queue_depth"] = None
+        else:
+            result = _run_one(check)
+            if result["status"] == "disconnected" and check.backend == "redis":
+                redis_down = {key: result[key] for key in ("status", "error")}
+        results[check.name] = result
+    return results

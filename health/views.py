@@ -47,11 +47,19 @@ def _without_error(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if key != "error"}
 
 
+def _report_response(body: dict[str, Any], status: int) -> HttpResponse:
+    response = json_response(body, status=status)
+    # A 503 here is the report doing its job; probes poll it every few
+    # seconds, so django.request must not log each one as an error.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
 @never_cache
 @require_GET
 def health(request: HttpRequest) -> HttpResponse:
     body, status = _public_report()
-    return json_response(body, status=status)
+    return _report_response(body, status)
 
 
 @never_cache
@@ -101,4 +109,4 @@ def redis_report(request: HttpRequest) -> HttpResponse:
             "tls": settings.REDIS_URL.startswith("rediss://"),
             **server,
         }
-    return json_response(body, status=200 if body["status"] == "healthy" else 503)
+    return _report_response(body, 200 if body["status"] == "healthy" else 503)

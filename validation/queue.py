@@ -8,6 +8,7 @@ restart. :func:`get_queue_service` picks one from the settings at call time.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -89,16 +90,12 @@ class MemoryQueueService:
         transaction.on_commit(submit)
 
 
-_redis_service: RedisQueueService | None = None
-_memory_service: MemoryQueueService | None = None
-
-
 def get_queue_service() -> QueueService:
-    global _redis_service, _memory_service
-    if settings.DEMO_MODE:
-        if _memory_service is None:
-            _memory_service = MemoryQueueService()
-        return _memory_service
-    if _redis_service is None:
-        _redis_service = RedisQueueService()
-    return _redis_service
+    """The queue for the current settings: RQ on Redis, or in DEMO_MODE a
+    thread of this process. One instance of each per process."""
+    return _service(settings.DEMO_MODE)
+
+
+@functools.cache
+def _service(demo_mode: bool) -> QueueService:
+    return MemoryQueueService() if demo_mode else RedisQueueService()
