@@ -99,6 +99,7 @@ class RedisServer:
                 return self
             except redis.RedisError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
                     raise RuntimeError(f"redis-server did not start on port {self.port}") from None
                 time.sleep(0.02)
 
