@@ -1,4 +1,5 @@
-"""The limiter: one module owns the Redis client, the key names and the scripts.
+"""The limiter's contract: what is charged, what a decision says, and the
+layout of the arguments of ``lua/charge.lua`` that both backends share.
 
 Every metered request is one ``EVALSHA`` of ``lua/charge.lua``: all rate limits
 of the key and all quotas of its account are checked and committed together,
@@ -6,9 +7,11 @@ or nothing is. A rejected request consumes nothing.
 
 Backends
 --------
-:class:`RedisBackend` is the production backend. :class:`quotas.memory.MemoryBackend`
-implements the same contract in the process for DEMO_MODE. :func:`get_backend`
-picks one from ``settings.DEMO_MODE`` at call time.
+:class:`quotas.redis_backend.RedisBackend` is the production backend; it owns
+the Redis client, the key names and the scripts.
+:class:`quotas.memory.MemoryBackend` implements the same contract in the
+process for DEMO_MODE. :func:`get_backend` picks one from
+``settings.DEMO_MODE`` at call time.
 
 Failures are not handled here: a Redis that is down or hung raises redis-py's
 ``ConnectionError``/``TimeoutError`` after the short timeouts of
@@ -18,17 +21,11 @@ Failures are not handled here: a Redis that is down or hung raises redis-py's
 
 from __future__ import annotations
 
-import secrets
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+import functools
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
 
 from django.conf import settings
-from django_redis import get_redis_connection
-from redis import Redis
-from redis.commands.core import Script
-from redis.exceptions import ResponseError
 
 from quotas.policy import Quota, RateLimit, Window, window_at
 
@@ -36,13 +33,6 @@ from quotas.policy import Quota, RateLimit, Window, window_at
 # window (a month) so that a quiet account never loses this month's count.
 HASH_TTL_MS = 64 * 86_400_000
 QUOTA_FIELDS = {"day": "qd", "month": "qm"}
-
-_LUA = Path(__file__).with_name("lua")
-
-
-def account_key(account_id: int) -> str:
-    """The Redis key of everything counted for an account (a Cluster hash tag)."""
-    return f"{getattr(settings, 'QUOTAS_KEY_PREFIX', 'tg:')}{{a{account_id}}}"
 
 
 def rate_field(key_id: int, rate: RateLimit) -> str:
@@ -75,12 +65,23 @@ class Subject:
     generation: str
     rates: tuple[RateLimit, ...]
     quotas: tuple[Quota, ...]
+    # Derived once, used by every charge: charge.lua's arguments for the rate
+    # limits, and (name, kind, limit) of each rate limit for the decision.
+    rate_args: tuple[Any, ...] = field(init=False, repr=False, compare=False)
+    rate_names: tuple[tuple[str, int, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rate_args: list[Any] = []
+        for rate in self.rates:
+            rate_args += (rate_field(self.key_id, rate), rate.count, rate.period_ms)
+        object.__setattr__(self, "rate_args", tuple(rate_args))
+        object.__setattr__(self, "rate_names", tuple((rate.name, rate.count, rate.period) for rate in self.rates))
 
 
-@dataclass(frozen=True, slots=True)
-class LimitState:
+class LimitState(NamedTuple):
     """One limit after a decision: ``window`` in seconds, ``reset_ms`` until
-    the limit is whole again (quota window end, GCRA bucket full)."""
+    the limit is whole again (quota window end, GCRA bucket full). A named
+    tuple: several are built per request."""
 
     name: str
     kind: str  # "rate" or "quota"
@@ -189,22 +190,29 @@ def _ceil_seconds(ms: int) -> int:
 
 
 def build_decision(subject: Subject, reply: list[Any], now_ms: int, windows: list[Window]) -> Decision:
-    """A :class:`Decision` from the reply of charge.lua (shared with the memory backend)."""
+    """A :class:`Decision` from the reply of charge.lua (shared with the
+    memory backend): the script returns the state after the decision, and
+    what is left and when it resets are derived here, in exact integers."""
     states = []
     position = 4
-    for rate in subject.rates:
-        states.append(
-            LimitState(rate.name, "rate", rate.count, rate.period, int(reply[position]), int(reply[position + 1]))
-        )
+    for name, count, period in subject.rate_names:
+        # The TAT is a + b/count ms; the bucket holds `period` ms of debt.
+        a, b = int(reply[position]), int(reply[position + 1])
+        period_ms = period * 1000
+        remaining = min(max(((now_ms + period_ms - a) * count - b) // period_ms, 0), count)
+        states.append(LimitState(name, "rate", count, period, remaining, max(a + (1 if b else 0) - now_ms, 0)))
         position += 2
     for quota, window in zip(subject.quotas, windows, strict=True):
+        used = int(reply[position])
         states.append(
-            LimitState(quota.name, "quota", quota.count, window.seconds, int(reply[position]), int(reply[position + 1]))
+            LimitState(
+                quota.name, "quota", quota.count, window.seconds, max(quota.count - used, 0), window.end_ms - now_ms
+            )
         )
-        position += 2
-    allowed = int(reply[0]) == 1
-    violated = None if allowed else states[int(reply[2]) - 1]
-    return Decision(allowed, tuple(states), violated, 0 if allowed else max(1, _ceil_seconds(int(reply[3]))), now_ms)
+        position += 1
+    if int(reply[0]) == 1:
+        return Decision(True, tuple(states), None, 0, now_ms)
+    return Decision(False, tuple(states), states[int(reply[2]) - 1], max(1, _ceil_seconds(int(reply[3]))), now_ms)
 
 
 def charge_arguments(subject: Subject, rate_cost: int, quota_cost: int, now_ms: int) -> tuple[list[Any], list[Window]]:
@@ -223,145 +231,33 @@ def charge_arguments(subject: Subject, rate_cost: int, quota_cost: int, now_ms: 
         minute_field(minute),
         bucket,
         key_bucket_field(subject.key_id, bucket),
+        *subject.rate_args,
     ]
-    for rate in subject.rates:
-        args += (rate_field(subject.key_id, rate), rate.count, rate.period_ms)
     for quota, window in zip(subject.quotas, windows, strict=True):
         args += (QUOTA_FIELDS[quota.window], quota.count, window.id, window.end_ms)
     return args, windows
 
 
-def _parse_quota_field(raw: bytes | str | None, window: Window) -> int:
+def parse_quota_field(raw: bytes | str | None, window: Window) -> int:
+    """Units used in ``window`` from a stored quota field ("<window id>:<used>")."""
     if not raw:
         return 0
     window_id, _, used = (raw.decode() if isinstance(raw, bytes) else raw).partition(":")
     return int(used) if window_id == str(window.id) else 0
 
 
-class RedisBackend:
-    """Counters in Redis, through the django-redis connection pool that
-    ``project.redis`` configures (short timeouts, one retry, TLS)."""
-
-    name = "redis"
-
-    def __init__(self) -> None:
-        # Bytes, so that no client is needed to compute the SHA; redis-py's
-        # Script sends EVALSHA and loads the script again after a restart.
-        self._charge = Script(None, (_LUA / "charge.lua").read_bytes())  # type: ignore[arg-type]
-        self._generation = Script(None, (_LUA / "generation.lua").read_bytes())  # type: ignore[arg-type]
-        self._refund = Script(None, (_LUA / "refund.lua").read_bytes())  # type: ignore[arg-type]
-
-    @staticmethod
-    def client() -> Redis:
-        return get_redis_connection("default")
-
-    def ping(self) -> None:
-        self.client().ping()
-
-    def initialize(self) -> None:
-        """Load the scripts, so the first request pays for nothing."""
-        client = self.client()
-        for script in (self._charge, self._generation, self._refund):
-            script.sha = client.script_load(script.script)
-
-    def generation(self, account_id: int) -> str:
-        raw = self._generation(
-            [account_key(account_id)],
-            [secrets.token_hex(8), int(time.time() * 1000), HASH_TTL_MS],
-            client=self.client(),
-        )
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-    def charge(
-        self, subject: Subject, *, rate_cost: int = 1, quota_cost: int = 1, now: float | None = None
-    ) -> Decision:
-        """Charge ``rate_cost`` against every rate limit and ``quota_cost``
-        against every quota, all or nothing. Raises :class:`StaleGeneration`."""
-        now_ms = int((time.time() if now is None else now) * 1000)
-        args, windows = charge_arguments(subject, rate_cost, quota_cost, now_ms)
-        reply = self._charge([account_key(subject.account_id)], args, client=self.client())
-        if int(reply[0]) == -1:
-            raise StaleGeneration(reply[1])
-        return build_decision(subject, reply, now_ms, windows)
-
-    def refund(self, account_id: int, units: int, *, at: float) -> None:
-        """Give back ``units`` reserved at ``at`` (epoch seconds) in every
-        quota window that is still current."""
-        at_ms = int(at * 1000)
-        args: list[Any] = [units]
-        for window, field in QUOTA_FIELDS.items():
-            args += (field, window_at(window, at_ms).id)
-        self._refund([account_key(account_id)], args, client=self.client())
-
-    def invalidate(self, account_ids: list[int]) -> None:
-        """Make every process reload these accounts on their next request."""
-        pipe = self.client().pipeline(transaction=False)
-        for account_id in account_ids:
-            pipe.hdel(account_key(account_id), "g")
-        pipe.execute()
-
-    def usage(self, account_ids: list[int], *, now: float | None = None) -> dict[int, dict[str, int]]:
-        """Units used this UTC day and month per account (one round trip)."""
-        now_ms = int((time.time() if now is None else now) * 1000)
-        windows = {kind: window_at(kind, now_ms) for kind in QUOTA_FIELDS}
-        pipe = self.client().pipeline(transaction=False)
-        for account_id in account_ids:
-            pipe.hmget(account_key(account_id), *QUOTA_FIELDS.values())
-        usage = {}
-        for account_id, (day, month) in zip(account_ids, pipe.execute(), strict=True):
-            usage[account_id] = {
-                "day": _parse_quota_field(day, windows["day"]),
-                "month": _parse_quota_field(month, windows["month"]),
-            }
-        return usage
-
-    def traffic(self, keys_by_account: dict[int, list[int]], *, now: float | None = None) -> Traffic:
-        """Admitted requests of these accounts and keys over the last hour, in
-        one round trip."""
-        now_ms = int((time.time() if now is None else now) * 1000)
-        pipe = self.client().pipeline(transaction=False)
-        for account_id, key_ids in keys_by_account.items():
-            pipe.hmget(account_key(account_id), traffic_fields(key_ids))
-        values = pipe.execute()
-        return traffic_from(list(zip(keys_by_account.values(), values, strict=True)), now_ms)
-
-    def server_info(self) -> dict[str, Any]:
-        """Facts about the Redis server, from an allowlist: never its
-        configuration or credentials."""
-        client = self.client()
-        started = time.perf_counter()
-        client.ping()
-        ping_ms = (time.perf_counter() - started) * 1000
-        info = client.info()
-        try:
-            rdb: bool | None = bool(client.config_get("save").get("save"))
-        except ResponseError:  # managed services often disable CONFIG
-            rdb = None
-        return {
-            "version": info.get("redis_version"),
-            "used_memory": info.get("used_memory"),
-            "used_memory_human": info.get("used_memory_human"),
-            "connected_clients": info.get("connected_clients"),
-            "persistence": {"rdb": rdb, "aof": bool(info.get("aof_enabled"))},
-            "uptime_seconds": info.get("uptime_in_seconds"),
-            "ping_ms": round(ping_ms, 3),
-        }
-
-
-_redis_backend: RedisBackend | None = None
-_memory_backend: Any = None
-
-
 def get_backend() -> Backend:
     """The counter backend for the current settings: Redis, or in DEMO_MODE
-    the in-process one."""
-    global _redis_backend, _memory_backend
-    if settings.DEMO_MODE:
-        if _memory_backend is None:
-            from quotas.memory import MemoryBackend
+    the in-process one. One instance of each per process."""
+    return _backend(settings.DEMO_MODE)
 
-            _memory_backend = MemoryBackend()
-        return _memory_backend
-    if _redis_backend is None:
-        _redis_backend = RedisBackend()
-    return _redis_backend
+
+@functools.cache
+def _backend(demo_mode: bool) -> Backend:
+    if demo_mode:
+        from quotas.memory import MemoryBackend  # both import this module
+
+        return MemoryBackend()
+    from quotas.redis_backend import RedisBackend
+
+    return RedisBackend()

@@ -90,7 +90,7 @@ class MemoryBackend:
                     violated, retry = index, over
             elif rate_cost > 0:
                 writes[field] = f"{na}:{nb}"
-            rate_states.append((a, b, na, nb, count, period))
+            rate_states.append((a, b, na, nb))
         quota_states = []
         for index, (field, limit, window, window_end) in enumerate(quotas, start=nr + 1):
             used = 0
@@ -102,18 +102,13 @@ class MemoryBackend:
                     violated, retry = index, window_end - now
             elif quota_cost > 0:
                 writes[field] = f"{window}:{used + quota_cost}"
-            quota_states.append((used, limit, window_end))
+            quota_states.append(used)
         admitted = violated == 0
         out: list[Any] = [1 if admitted else 0, "", violated, retry]
-        for a, b, na, nb, count, period in rate_states:
-            if admitted:
-                a, b = na, nb
-            remaining = min(max(((now + period - a) * count - b) // period, 0), count)
-            out += (remaining, max(a + (1 if b else 0) - now, 0))
-        for used, limit, window_end in quota_states:
-            if admitted:
-                used += quota_cost
-            out += (max(limit - used, 0), window_end - now)
+        for a, b, na, nb in rate_states:
+            out += (na, nb) if admitted else (a, b)
+        for used in quota_states:
+            out.append(used + quota_cost if admitted else used)
         if admitted and rate_cost > 0:
             for slot, period_id in ((minute_slot, minute), (bucket_slot, bucket)):
                 stored_id, _, count = fields.get(slot, "").partition(":")

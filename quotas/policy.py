@@ -149,8 +149,22 @@ class Window:
         return (self.end_ms - self.start_ms) // 1000
 
 
+_current: dict[str, Window] = {}
+
+
 def window_at(window: str, now_ms: int) -> Window:
-    """The UTC ``window`` ("day" or "month") containing ``now_ms``."""
+    """The UTC ``window`` ("day" or "month") containing ``now_ms`` (the
+    current one is remembered: every request asks for it)."""
+    known = _current.get(window)
+    if known is not None and known.start_ms <= now_ms < known.end_ms:
+        return known
+    found = _window_at(window, now_ms)
+    if known is None or found.start_ms > known.start_ms:
+        _current[window] = found
+    return found
+
+
+def _window_at(window: str, now_ms: int) -> Window:
     day_start_ms = now_ms - now_ms % 86_400_000
     today = _EPOCH + timedelta(days=day_start_ms // 86_400_000)
     if window == "day":

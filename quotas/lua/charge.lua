@@ -27,10 +27,11 @@ Example (100/m per key 17, 10000/day for account 42, at 2026-11-26T12:00Z):
           29928240 m0 2992824 k17:0
           r17:100/60000 100 60000  qd 10000 20261126 1795737600000
 
-Returns {status, generation, violated, retry_ms, then per rate limit and per
-quota: remaining, reset_ms}. status 1 = admitted and committed, 0 = rejected
-(nothing written; violated = 1-based index of the limit that waits longest),
--1 = stale generation ({-1, current generation}): reload the account, retry.
+Returns {status, generation, violated, retry_ms, then the state after the
+decision: per rate limit its TAT as two integers (ms, frac), per quota the
+units used}. status 1 = admitted and committed, 0 = rejected (nothing
+written; violated = 1-based index of the limit that waits longest), -1 =
+stale generation ({-1, current generation}): reload the account, retry.
 A cost of 0 never rejects and writes nothing, which makes a peek.
 ]]
 if #KEYS ~= 1 then
@@ -55,7 +56,7 @@ if values[1] ~= ARGV[2] then
   return {-1, values[1] or ""}
 end
 
-local states, writes = {}, {}
+local pre, post, writes = {}, {}, {}
 local violated, retry = 0, 0
 
 for i = 1, nr do
@@ -79,12 +80,13 @@ for i = 1, nr do
     writes[#writes + 1] = fields[4 + i]
     writes[#writes + 1] = na .. ":" .. nb
   end
-  states[i] = {a, b, na, nb, count, period}
+  pre[#pre + 1], pre[#pre + 2] = a, b
+  post[#post + 1], post[#post + 2] = na, nb
 end
 
 for j = 1, nq do
   local base = 8 + 3 * nr + 4 * j
-  local limit, window, window_end = tonumber(ARGV[base + 1]), ARGV[base + 2], tonumber(ARGV[base + 3])
+  local limit, window = tonumber(ARGV[base + 1]), ARGV[base + 2]
   local used = 0
   local stored = values[4 + nr + j]
   if stored then
@@ -92,38 +94,22 @@ for j = 1, nq do
     if sw == window then used = tonumber(su) end
   end
   if quota_cost > 0 and used + quota_cost > limit then
-    local wait = window_end - now
+    local wait = tonumber(ARGV[base + 3]) - now
     if wait > retry then violated, retry = nr + j, wait end
   elseif quota_cost > 0 then
     writes[#writes + 1] = fields[4 + nr + j]
     writes[#writes + 1] = window .. ":" .. (used + quota_cost)
   end
-  states[nr + j] = {used, limit, window_end}
+  pre[#pre + 1] = used
+  post[#post + 1] = used + quota_cost
 end
 
+-- The state after the decision; remaining and reset are derived from it by
+-- the caller (quotas.limiter.build_decision), off this single-threaded server.
 local admitted = violated == 0
 local out = {admitted and 1 or 0, ARGV[2], violated, retry}
-for i = 1, nr do
-  local s = states[i]
-  local a, b = s[1], s[2]
-  if admitted then a, b = s[3], s[4] end
-  local count, period = s[5], s[6]
-  local remaining = math.floor(((now + period - a) * count - b) / period)
-  if remaining < 0 then remaining = 0 elseif remaining > count then remaining = count end
-  local reset = a + (b > 0 and 1 or 0) - now
-  if reset < 0 then reset = 0 end
-  out[#out + 1] = remaining
-  out[#out + 1] = reset
-end
-for j = 1, nq do
-  local s = states[nr + j]
-  local used = s[1]
-  if admitted then used = used + quota_cost end
-  local remaining = s[2] - used
-  if remaining < 0 then remaining = 0 end
-  out[#out + 1] = remaining
-  out[#out + 1] = s[3] - now
-end
+local after = admitted and post or pre
+for k = 1, #after do out[4 + k] = after[k] end
 
 -- Traffic counters: a ring field holds "<period id>:<count>"; another id
 -- means the slot is from an older lap and starts again at zero.

@@ -12,12 +12,13 @@ MEMORY_CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMe
 
 
 @pytest.fixture(params=["redis", "memory"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """Each behaviour test runs against the Redis backend (the suite's private
     redis-server) and the DEMO_MODE in-memory backend."""
     if request.param == "redis":
         yield get_backend()
         return
-    monkeypatch.setattr(limiter, "_memory_backend", None)
+    limiter._backend.cache_clear()  # a fresh in-memory backend for each test
     with override_settings(DEMO_MODE=True, CACHES=MEMORY_CACHES):
         yield get_backend()
+    limiter._backend.cache_clear()

@@ -9,9 +9,10 @@ import pytest
 from django.test.utils import override_settings
 
 from quotas import limiter
-from quotas.limiter import HASH_TTL_MS, RedisBackend, Subject, account_key
+from quotas.limiter import HASH_TTL_MS, Subject
 from quotas.memory import MemoryBackend
 from quotas.policy import parse_quotas, parse_rates
+from quotas.redis_backend import RedisBackend, account_key
 from tests.quotas.test_limiter import T0
 from tests.redis_server import RedisServer
 

@@ -1,0 +1,1 @@
+"""Benchmarks. Not part of the service: nothing under project/ or the apps imports them."""

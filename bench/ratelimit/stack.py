@@ -1,0 +1,181 @@
+"""The processes a bench run owns: private redis-servers, a throwaway SQLite
+database and one real gunicorn per variant.
+
+Nothing here touches a Redis the bench did not start: every server comes from
+``tests.redis_server.RedisServer`` (a free loopback port, no persistence).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+# Variables of the caller's environment that would change what is measured.
+_SCRUBBED = (
+    "DEMO_MODE",
+    "REDIS_URL",
+    "DEBUG",
+    "RATELIMIT_FAIL_MODE",
+    "HEALTH_TOKEN",
+    "DATABASE_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "WEB_CONCURRENCY",
+    "PORT",
+    "GUNICORN_CMD_ARGS",
+    "GUNICORN_ACCESS_LOG",
+)
+TOLLGATE_SETTINGS = "bench.ratelimit.settings"
+UNMETERED_SETTINGS = "bench.ratelimit.settings_unmetered"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of serving a ping. ``burst_path`` is where the exactness and
+    rejected phases send the burst key (None: the variant limits nothing)."""
+
+    name: str
+    settings: str
+    ping_path: str
+    burst_path: str | None
+
+
+VARIANTS = (
+    Variant("unmetered", UNMETERED_SETTINGS, "/api/v1/ping", None),
+    Variant("tollgate", TOLLGATE_SETTINGS, "/api/v1/ping", "/api/v1/ping"),
+    Variant("django-ratelimit", UNMETERED_SETTINGS, "/bench/django-ratelimit/ping", "/bench/django-ratelimit/burst"),
+    Variant("limits", UNMETERED_SETTINGS, "/bench/limits/ping", "/bench/limits/burst"),
+    Variant("drf", UNMETERED_SETTINGS, "/bench/drf/ping", "/bench/drf/burst"),
+)
+
+
+def base_env(directory: Path) -> dict[str, str]:
+    """The environment of every process the bench starts: the caller's, less
+    what would change the measurement, with a test secret and a SQLite
+    database in ``directory``."""
+    env = {name: value for name, value in os.environ.items() if name not in _SCRUBBED}
+    env.update(
+        SECRET_KEY="bench-only-" + "x" * 50,
+        ENVIRONMENT="bench",
+        DATABASE_URL=f"sqlite:///{directory / 'bench.sqlite3'}",
+        DJANGO_SETTINGS_MODULE=TOLLGATE_SETTINGS,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def seed_database(env: dict[str, str]) -> dict[str, str]:
+    """Migrate and create plans, accounts and keys (see ``seed.py``)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.ratelimit.seed"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"seeding the bench database failed:\n{result.stdout}{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class Server:
+    """A variant served by its own gunicorn, on its own private Redis."""
+
+    variant: Variant
+    redis: RedisServer
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, env: dict[str, str], workers: int) -> None:
+        # gunicorn reads ./gunicorn.conf.py (preload, timeouts, the Redis gate
+        # in the master) like the Procfile's web process; bind and worker
+        # count are given on the command line, which takes precedence.
+        env = {**env, "DJANGO_SETTINGS_MODULE": self.variant.settings, "REDIS_URL": self.redis.url}
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "project.wsgi",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "sync",
+            # gunicorn 27's control socket has one default path per
+            # user: five gunicorns (or the test suite's) would share it.
+            "--no-control-socket",
+        ]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn for {self.variant.name} exited:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/health/live", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gunicorn for {self.variant.name} did not answer in {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.redis.stop()
+
+
+class Stack:
+    """Everything one run starts; ``close()`` stops all of it."""
+
+    def __init__(self, variants: tuple[Variant, ...], workers: int) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+        self.env = base_env(self.directory)
+        self.workers = workers
+        self.servers: list[Server] = []
+        self.keys: dict[str, str] = {}
+        self._variants = variants
+
+    def open(self) -> None:
+        for variant in self._variants:
+            redis = RedisServer().start()
+            self.servers.append(Server(variant, redis, free_port(), self.directory / f"gunicorn-{variant.name}.log"))
+        # The gunicorns boot in parallel, and while they do the database is
+        # seeded: nothing reads it before the first request.
+        for server in self.servers:
+            server.start(self.env, self.workers)
+        self.keys = seed_database(self.env)
+        for server in self.servers:
+            server.wait_ready()
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
