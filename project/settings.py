@@ -64,6 +64,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 # short wait plus a restart beats a long wait that hides the problem.
 REDIS_STARTUP_WAIT = float(os.environ.get("REDIS_STARTUP_WAIT", "8"))
 HEALTH_TOKEN = os.environ.get("HEALTH_TOKEN", "")
+# How often the admin's operations page refreshes itself, in seconds.
+OPERATIONS_REFRESH_SECONDS = float(os.environ.get("OPERATIONS_REFRESH_SECONDS", "3"))
 
 RATELIMIT_FAIL_MODES = ("closed", "open")
 RATELIMIT_FAIL_MODE = os.environ.get("RATELIMIT_FAIL_MODE", "closed").strip().lower()
@@ -86,6 +88,7 @@ INSTALLED_APPS = [
     "quotas.apps.QuotasConfig",
     "validation.apps.ValidationConfig",
     "health.apps.HealthConfig",
+    "apidocs.apps.ApiDocsConfig",
 ]
 
 MIDDLEWARE = [
@@ -146,8 +149,33 @@ else:
 # django-rq reuses the cache's connection pool: TLS, timeouts and retries are
 # configured once, in project.redis.
 RQ_QUEUES = {"validation": {"USE_REDIS_CACHE": "default", "DEFAULT_TIMEOUT": 3600}}
-RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ = {
+    "COMMIT_MODE": "on_db_commit",
+    # `manage.py rqworker validation` runs this worker: RQ's own, plus the
+    # sweep that recovers jobs whose queue entry was lost (validation.recovery).
+    "WORKER_CLASS": "validation.worker.ValidationWorker",
+}
 RQ_SHOW_ADMIN_LINK = False
+
+# --- Validation (schemas, sync validation, batch jobs) --------------------
+# Recovery of jobs whose RQ entry vanished (validation.recovery): a running
+# job whose heartbeat (written with its progress, about once a second) is
+# older than VALIDATION_STALE_SECONDS lost its worker and is run again; every
+# worker sweeps every VALIDATION_RECOVERY_INTERVAL seconds. A job whose
+# workers died VALIDATION_MAX_ATTEMPTS times is failed and refunded.
+VALIDATION_RECOVERY_INTERVAL = float(os.environ.get("VALIDATION_RECOVERY_INTERVAL", "10"))
+VALIDATION_STALE_SECONDS = float(os.environ.get("VALIDATION_STALE_SECONDS", "60"))
+VALIDATION_MAX_ATTEMPTS = int(os.environ.get("VALIDATION_MAX_ATTEMPTS", "3"))
+# A queued job younger than this is not yet expected in RQ (commit -> enqueue).
+VALIDATION_ENQUEUE_GRACE = float(os.environ.get("VALIDATION_ENQUEUE_GRACE", "5"))
+# How often a running job writes its progress (and heartbeat), in seconds.
+VALIDATION_PROGRESS_SECONDS = float(os.environ.get("VALIDATION_PROGRESS_SECONDS", "1"))
+# Instances nested deeper than this are rejected (record error too_deep).
+VALIDATION_MAX_DEPTH = int(os.environ.get("VALIDATION_MAX_DEPTH", "64"))
+# Backtracking steps a `pattern` regex may take per match.
+VALIDATION_REGEX_BACKTRACK_LIMIT = int(os.environ.get("VALIDATION_REGEX_BACKTRACK_LIMIT", "100000"))
+# The longest line / CSV record of an upload, in bytes.
+VALIDATION_MAX_RECORD_BYTES = int(os.environ.get("VALIDATION_MAX_RECORD_BYTES", str(16 * 1024 * 1024)))
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

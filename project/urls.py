@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
+from apidocs import views as apidocs_views
 from health import views as health_views
 from project.errors import error_response
 
@@ -11,7 +12,10 @@ urlpatterns = [
     path("admin/health/redis", health_views.redis_report, name="admin-health-redis"),
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/openapi.json", apidocs_views.openapi_json, name="api-openapi"),
+    path("api/docs/", apidocs_views.docs, name="api-docs"),
     path("api/v1/", include("quotas.urls")),
+    path("api/v1/", include("validation.urls")),
 ]
 
 

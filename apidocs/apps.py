@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ApiDocsConfig(AppConfig):
+    name = "apidocs"
+    verbose_name = "API documentation"

@@ -1,0 +1,56 @@
+"""The OpenAPI 3.1 document of ``/api/v1/``, assembled from small Python
+parts rather than kept as one JSON file: the error responses, headers and
+security are written once and referenced by every operation, the error codes
+are one catalogue (``apidocs.components.ERROR_CODES``), and a test compares
+the documented paths with the URL configuration, so the description cannot
+quietly drift from the code.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import project
+from apidocs import components, operations, validation_paths
+
+DESCRIPTION = """\
+Tollgate validates JSON documents against JSON Schema, metered per API key.
+
+**Authentication**: every operation but this description needs an API key, sent as
+`Authorization: Bearer <key>` or `X-API-Key: <key>`.
+
+**Metering**: every call is checked against the key's rate limits and its account's quotas in
+one step; a rejected call consumes nothing. Successful answers carry `RateLimit-Policy`,
+`RateLimit` (IETF httpapi draft -10) and `X-RateLimit-Limit`/`-Remaining`/`-Reset` for the
+most restrictive policy (absent when the plan has no limits). A 429 or 503 carries
+`Retry-After` (seconds).
+
+**Errors** always have one shape, `{"error": {"code", "message", "details"?}}`; branch on
+`code`:
+
+"""
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The whole document (built once per process; it only changes with the code)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tollgate API",
+            "version": project.__version__,
+            "description": DESCRIPTION + components.error_table(),
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}, {"apiKeyAuth": []}],
+        "tags": [
+            {"name": "metering", "description": "Plans, limits and quotas of the caller."},
+            {"name": "schemas", "description": "The account's schema registry."},
+            {"name": "validation", "description": "Synchronous validation."},
+            {"name": "jobs", "description": "Batch validation of large files by background workers."},
+            {"name": "documentation", "description": "This description."},
+        ],
+        "paths": operations.quota_paths() | validation_paths.paths(),
+        "components": components.components(),
+    }

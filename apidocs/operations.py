@@ -1,0 +1,146 @@
+"""How one operation is described, and the quotas app's operations (ping,
+usage) plus the document's own.
+
+Every metered operation answers 401 (no usable key), 429 (a limit; not for
+``usage``, which consumes nothing) and 503 (Redis or the database did not
+answer), and its success carries the rate-limit headers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apidocs.components import RATE_LIMIT_HEADERS, header_refs, response_ref
+
+Json = dict[str, Any]
+
+
+def json_content(schema: Json) -> Json:
+    return {"application/json": {"schema": schema}}
+
+
+def success(
+    description: str, schema: Json | None = None, *, content: Json | None = None, headers: Json | None = None
+) -> Json:
+    """A success response with the rate-limit headers (sent when the plan has
+    limits, hence not required) and ``headers``; a JSON body of ``schema``,
+    or ``content`` as given."""
+    response: Json = {"description": description, "headers": header_refs(*RATE_LIMIT_HEADERS) | (headers or {})}
+    if schema is not None:
+        response["content"] = json_content(schema)
+    if content is not None:
+        response["content"] = content
+    return response
+
+
+def operation(
+    operation_id: str,
+    summary: str,
+    responses: dict[int, Json],
+    *,
+    tag: str,
+    description: str = "",
+    errors: tuple[int, ...] = (),
+    limited: bool = True,
+    metered: bool = True,
+    parameters: list[Json] | None = None,
+    request_body: Json | None = None,
+) -> Json:
+    """An operation; ``errors`` lists the statuses of its own error answers,
+    on top of the metering ones (401, 429 when ``limited``, 503)."""
+    statuses = set(errors)
+    if metered:
+        statuses |= {401, 503} | ({429} if limited else set())
+    described: Json = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": [tag],
+        "responses": {str(status): body for status, body in sorted(responses.items())}
+        | {str(status): response_ref(status) for status in sorted(statuses)},
+    }
+    if description:
+        described["description"] = description
+    if not metered:
+        described["security"] = []
+    if parameters:
+        described["parameters"] = parameters
+    if request_body:
+        described["requestBody"] = request_body
+    return described
+
+
+LIMIT = {
+    "type": "object",
+    "required": ["name", "kind", "limit", "window_seconds", "remaining", "reset_seconds", "reset_at"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "examples": ["per-minute", "daily-quota"]},
+        "kind": {"enum": ["rate", "quota"]},
+        "limit": {"type": "integer", "minimum": 1},
+        "window_seconds": {"type": "integer", "minimum": 1},
+        "remaining": {"type": "integer", "minimum": 0},
+        "reset_seconds": {"type": "integer", "minimum": 0},
+        "reset_at": {"type": "string", "format": "date-time"},
+    },
+}
+USAGE = {
+    "type": "object",
+    "required": ["account", "plan", "key", "limits", "max_upload_bytes", "max_sync_instances"],
+    "additionalProperties": False,
+    "properties": {
+        "account": {"type": "string"},
+        "plan": {"type": "string"},
+        "key": {
+            "type": "object",
+            "required": ["prefix", "label"],
+            "additionalProperties": False,
+            "properties": {"prefix": {"type": "string"}, "label": {"type": "string"}},
+        },
+        "limits": {"type": "array", "items": LIMIT},
+        "max_upload_bytes": {"type": "integer", "minimum": 1},
+        "max_sync_instances": {"type": "integer", "minimum": 1},
+    },
+}
+
+
+PONG = {"type": "object", "required": ["pong"], "additionalProperties": False, "properties": {"pong": {"const": True}}}
+
+
+def quota_paths() -> Json:
+    return {
+        "/api/v1/ping": {
+            "get": operation(
+                "ping",
+                "The cheapest metered call",
+                {200: success("Pong.", PONG)},
+                tag="metering",
+                description="Costs one request and one quota unit, like any plain call.",
+            ),
+            "head": operation(
+                "pingHead",
+                "Ping without a body",
+                {200: success("Pong (headers only).")},
+                tag="metering",
+            ),
+        },
+        "/api/v1/usage": {
+            "get": operation(
+                "usage",
+                "The caller's plan and what is left of every limit",
+                {200: success("The key's plan, limits and quotas.", USAGE)},
+                tag="metering",
+                limited=False,
+                description="Consumes nothing and answers even while a limit is exhausted.",
+            ),
+        },
+        "/api/v1/openapi.json": {
+            "get": operation(
+                "openapi",
+                "This description",
+                {200: {"description": "OpenAPI 3.1.", "content": json_content({"type": "object"})}},
+                tag="documentation",
+                metered=False,
+                description="Needs no key and is not metered. A page for humans is at `/api/docs/`.",
+            ),
+        },
+    }

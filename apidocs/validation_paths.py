@@ -1,0 +1,280 @@
+"""The validation app's operations (issue 4): the schema registry,
+synchronous validation and batch jobs, as ``validation.views`` answers them.
+
+Shapes follow ``validation.representations`` and ``validation.services``;
+the schemathesis test sends generated requests to the live service and fails
+on any answer that does not match, so a change there shows up here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apidocs.operations import json_content, operation, success
+from apidocs.validation_shapes import (
+    COUNT,
+    JOB_ACCEPTED,
+    JOB_FULL,
+    JOB_SUMMARY,
+    LINK,
+    NAME,
+    RESULT,
+    SCHEMA_FULL,
+    SCHEMA_SUMMARY,
+    VERSION,
+)
+
+Json = dict[str, Any]
+
+
+def page_of(item: Json) -> Json:
+    return {
+        "type": "object",
+        "required": ["results", "count", "page", "page_size", "next", "previous"],
+        "properties": {
+            "results": {"type": "array", "items": item},
+            "count": COUNT,
+            "page": {"type": "integer", "minimum": 1},
+            "page_size": {"type": "integer", "minimum": 1, "maximum": 100},
+            "next": LINK,
+            "previous": LINK,
+        },
+    }
+
+
+def query(name: str, schema: Json, description: str, example: Any = None) -> Json:
+    """An optional query parameter; sent empty, it is ignored (the default)."""
+    parameter = {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "allowEmptyValue": True,
+        "schema": schema,
+        "description": description,
+    }
+    if example is not None:
+        parameter["example"] = example
+    return parameter
+
+
+def path_param(name: str, schema: Json, description: str, example: Any = None) -> Json:
+    parameter = {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+    if example is not None:
+        parameter["example"] = example
+    return parameter
+
+
+# The examples name one schema, ``orders/1``, so that they work together
+# against an account that registered it (the schemathesis test does).
+ORDER_SCHEMA = {"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}
+EXAMPLE_RECORDS = '{"id": 1}\n{"id": "two"}\n'
+
+
+def with_example(content: Json, example: Any) -> Json:
+    return {media: {**body, "example": example} for media, body in content.items()}
+
+
+PAGING = [
+    query("page", {"type": "integer", "minimum": 1}, "1-based page number."),
+    query("page_size", {"type": "integer", "minimum": 1}, "Items per page (default 50, at most 100)."),
+]
+JOB_ID = path_param("job_id", {"type": "string", "format": "uuid"}, "The job's id.")
+LOCATION = {"Location": {"description": "The new object's URL.", "required": True, "schema": {"type": "string"}}}
+RAW = {"schema": {"type": "string", "format": "binary"}}
+
+
+def _schema_paths() -> Json:
+    register = {
+        "type": "object",
+        "required": ["name", "version", "schema"],
+        "properties": {"name": NAME, "version": VERSION, "schema": {"type": ["object", "boolean"]}},
+    }
+    return {
+        "/api/v1/schemas": {
+            "get": operation(
+                "listSchemas",
+                "The account's schemas, by name, newest version first",
+                {200: success("A page of schemas.", page_of(SCHEMA_SUMMARY))},
+                tag="schemas",
+                errors=(400,),
+                parameters=[*PAGING, query("name", {"type": "string"}, "Only versions of this name.")],
+            ),
+            "post": operation(
+                "registerSchema",
+                "Register a schema version (immutable)",
+                {201: success("Registered.", SCHEMA_FULL, headers=LOCATION)},
+                tag="schemas",
+                errors=(400, 404, 409, 413),
+                description="Cost: one request, no units. Another version may be `$ref`'d by its `uri`.",
+                request_body={
+                    "required": True,
+                    "content": with_example(
+                        json_content(register), {"name": "orders", "version": "2", "schema": ORDER_SCHEMA}
+                    ),
+                },
+            ),
+        },
+        "/api/v1/schemas/{name}/{version}": {
+            "get": operation(
+                "getSchema",
+                "One schema version (`latest`: the newest)",
+                {200: success("The schema.", SCHEMA_FULL)},
+                tag="schemas",
+                errors=(404,),
+                parameters=[
+                    path_param("name", {"type": "string"}, "The schema's name.", "orders"),
+                    path_param("version", {"type": "string"}, "A version, or `latest`.", "1"),
+                ],
+            ),
+        },
+    }
+
+
+def _validate_paths() -> Json:
+    reference = {
+        "description": "`name/version` (or `name/latest`) of a registered schema, or an inline schema.",
+        "type": ["string", "object", "boolean"],
+    }
+    body = {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["schema", "instance"],
+                "not": {"required": ["instances"]},
+                "properties": {"schema": reference, "instance": {}},
+            },
+            {
+                "type": "object",
+                "required": ["schema", "instances"],
+                "not": {"required": ["instance"]},
+                "properties": {"schema": reference, "instances": {"type": "array", "minItems": 1}},
+            },
+        ]
+    }
+    many = {
+        "type": "object",
+        "required": ["valid_count", "invalid_count", "results"],
+        "properties": {
+            "valid_count": COUNT,
+            "invalid_count": COUNT,
+            "results": {
+                "type": "array",
+                "items": {"allOf": [RESULT], "required": ["index"], "properties": {"index": COUNT}},
+            },
+        },
+    }
+    return {
+        "/api/v1/validate": {
+            "post": operation(
+                "validate",
+                "Validate one instance, or up to the plan's `max_sync_instances`",
+                {
+                    200: success(
+                        "`{valid, errors}` for `instance`; counts and one result per item for `instances`.",
+                        {"oneOf": [RESULT, many]},
+                    )
+                },
+                tag="validation",
+                errors=(400, 404, 413),
+                description="Cost: one request and one quota unit per instance, charged before validating.",
+                request_body={
+                    "required": True,
+                    "content": with_example(
+                        json_content(body), {"schema": "orders/1", "instances": [{"id": 1}, {"id": "x"}]}
+                    ),
+                },
+            ),
+        },
+    }
+
+
+def _job_paths() -> Json:
+    upload = {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "NDJSON, a JSON array or CSV."},
+                    "schema": {"type": "string", "description": "`name/version`, unless `?schema=` names it."},
+                },
+            }
+        },
+        "application/x-ndjson": {**RAW, "example": EXAMPLE_RECORDS},
+        "application/json": RAW,
+        "text/csv": RAW,
+    }
+    return {
+        "/api/v1/jobs": {
+            "get": operation(
+                "listJobs",
+                "The account's jobs, newest first",
+                {200: success("A page of jobs.", page_of(JOB_SUMMARY))},
+                tag="jobs",
+                errors=(400,),
+                parameters=[
+                    *PAGING,
+                    query(
+                        "status",
+                        {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+                        "Only jobs in this status.",
+                    ),
+                ],
+            ),
+            "post": operation(
+                "createJob",
+                "Upload a file to validate in the background",
+                {202: success("Accepted and queued.", JOB_ACCEPTED, headers=LOCATION)},
+                tag="jobs",
+                errors=(400, 404, 411, 413, 415),
+                description=(
+                    "The upload is streamed to storage and counted; one quota unit per record is reserved "
+                    "for that count (a failure on our side refunds it). Over the plan's `max_upload_bytes`: "
+                    "413 without reading the body."
+                ),
+                parameters=[
+                    query("schema", {"type": "string"}, "`name/version` of a registered schema.", "orders/1"),
+                    query("format", {"enum": ["ndjson", "json", "csv"]}, "Overrides the content type."),
+                ],
+                request_body={"required": True, "content": upload},
+            ),
+        },
+        "/api/v1/jobs/{job_id}": {
+            "get": operation(
+                "getJob",
+                "A job: status, progress, counts and the first 100 errors",
+                {200: success("The job.", JOB_FULL)},
+                tag="jobs",
+                errors=(404,),
+                parameters=[JOB_ID],
+            ),
+            "delete": operation(
+                "cancelJob",
+                "Cancel a queued or running job",
+                {200: success("The cancelled job.", JOB_FULL)},
+                tag="jobs",
+                errors=(404, 409),
+                description="Refunds the units of the records not processed yet; 409 `job_finished` once finished.",
+                parameters=[JOB_ID],
+            ),
+        },
+        "/api/v1/jobs/{job_id}/errors": {
+            "get": operation(
+                "getJobErrors",
+                "The error report: one NDJSON line per invalid record",
+                {
+                    200: success(
+                        '`{"record": N, "errors": [...]}` per line; N is the 1-based line, data row or array index.',
+                        content={"application/x-ndjson": {"schema": {"type": "string"}}},
+                    )
+                },
+                tag="jobs",
+                errors=(404, 409),
+                parameters=[JOB_ID],
+            ),
+        },
+    }
+
+
+def paths() -> Json:
+    return _schema_paths() | _validate_paths() | _job_paths()

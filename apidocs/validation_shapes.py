@@ -1,0 +1,115 @@
+"""The shapes of the validation app's answers (``validation.representations``
+and ``validation.services``) as JSON Schema, for the OpenAPI description."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Json = dict[str, Any]
+
+NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"}
+VERSION = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"}
+STAMP = {"type": "string", "format": "date-time"}
+OPTIONAL_STAMP = {"type": ["string", "null"], "format": "date-time"}
+COUNT = {"type": "integer", "minimum": 0}
+LINK = {"type": ["string", "null"], "format": "uri"}
+
+ERROR_ITEM = {
+    "type": "object",
+    "required": ["instance_path", "schema_path", "keyword", "message"],
+    "properties": {
+        "instance_path": {"type": "string", "description": "JSON Pointer into the instance."},
+        "schema_path": {"type": "string", "description": "JSON Pointer to the failing keyword, through `$ref`."},
+        "keyword": {"type": ["string", "null"], "description": "The keyword that failed; null for a record error."},
+        "message": {"type": "string"},
+        "code": {"type": "string", "description": "Record errors only (`invalid_json`, …)."},
+    },
+}
+RESULT = {
+    "type": "object",
+    "required": ["valid", "errors"],
+    "properties": {
+        "valid": {"type": "boolean"},
+        "errors": {"type": "array", "items": ERROR_ITEM, "maxItems": 100},
+        "errors_truncated": {"const": True},
+    },
+}
+SCHEMA_SUMMARY = {
+    "type": "object",
+    "required": ["name", "version", "uri", "draft", "created_at"],
+    "properties": {
+        "name": NAME,
+        "version": VERSION,
+        "uri": {"type": "string", "description": "`tollgate://schemas/{name}/{version}`: what `$ref` uses."},
+        "draft": {"type": "string", "examples": ["2020-12", "7"]},
+        "created_at": STAMP,
+    },
+}
+SCHEMA_FULL = {
+    "allOf": [SCHEMA_SUMMARY],
+    "required": ["schema"],
+    "properties": {"schema": {"type": ["object", "boolean"]}},
+}
+JOB_SUMMARY = {
+    "type": "object",
+    "required": ["id", "url", "status", "schema", "format", "progress", "summary", "created_at"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "url": {"type": "string", "format": "uri"},
+        "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+        "schema": {
+            "type": "object",
+            "required": ["name", "version"],
+            "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+        },
+        "format": {"enum": ["ndjson", "json", "csv"]},
+        "progress": {
+            "type": "object",
+            "required": ["processed", "total"],
+            "properties": {"processed": COUNT, "total": COUNT},
+        },
+        "summary": {
+            "type": "object",
+            "required": ["valid", "invalid"],
+            "properties": {"valid": COUNT, "invalid": COUNT},
+        },
+        "created_at": STAMP,
+        "started_at": OPTIONAL_STAMP,
+        "finished_at": OPTIONAL_STAMP,
+    },
+}
+JOB_FULL = {
+    "allOf": [JOB_SUMMARY],
+    "required": ["errors", "errors_url", "error", "upload_bytes", "attempts", "units", "updated_at"],
+    "properties": {
+        "errors": {
+            "type": "array",
+            "maxItems": 100,
+            "description": "The first invalid records, as in the report.",
+            "items": {"type": "object", "required": ["record", "errors"]},
+        },
+        "errors_url": LINK,
+        "error": {
+            "type": ["object", "null"],
+            "description": "Why a failed job failed: `{code, message}`.",
+        },
+        "upload_bytes": COUNT,
+        "attempts": COUNT,
+        "units": {
+            "type": "object",
+            "required": ["reserved", "refunded"],
+            "properties": {"reserved": COUNT, "refunded": COUNT},
+        },
+        "updated_at": STAMP,
+    },
+}
+JOB_ACCEPTED = {
+    "type": "object",
+    "required": ["id", "status", "url", "records"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "status": {"const": "queued"},
+        "url": {"type": "string", "format": "uri"},
+        "records": {"type": "integer", "minimum": 1},
+    },
+}

@@ -1,0 +1,282 @@
+"""The validation engine: the only module that imports jsonschema-rs.
+
+Everything else compiles schemas and validates instances through
+:func:`compile_schema` and :class:`CompiledSchema`, so the engine's options
+(draft detection, format assertion, no remote references, regex limits) are
+set once, here.
+
+Contracts:
+
+- Drafts 4, 6, 7, 2019-09 and 2020-12 are chosen by ``$schema``; a schema
+  without ``$schema`` is 2020-12. A ``$schema`` that names none of them is a
+  custom meta-schema and must be resolvable like any ``$ref``.
+- ``format`` is asserted (an invalid e-mail is an error), in every draft.
+- A reference that the document itself does not contain is passed to the
+  caller's ``resolve`` function, which returns a schema or ``None``. ``None``
+  is a refusal: nothing is ever fetched from the network or the filesystem.
+- ``pattern`` regexes run with a backtracking limit: a catastrophic pattern
+  fails the instance (``keyword`` ``pattern``) instead of hanging a worker.
+- Instances nested deeper than ``VALIDATION_MAX_DEPTH`` are not given to the
+  engine; callers report them as the record error ``too_deep``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema_rs
+from django.conf import settings
+
+# $schema URIs of the supported drafts, without the optional trailing "#".
+DRAFTS = {
+    "http://json-schema.org/draft-04/schema": "draft4",
+    "http://json-schema.org/draft-06/schema": "draft6",
+    "http://json-schema.org/draft-07/schema": "draft7",
+    "https://json-schema.org/draft/2019-09/schema": "2019-09",
+    "https://json-schema.org/draft/2020-12/schema": "2020-12",
+}
+DEFAULT_DRAFT = "2020-12"
+UNSUPPORTED_DRAFTS = ("http://json-schema.org/draft-03/schema", "http://json-schema.org/draft-02/schema")
+# Instances deeper than this are refused before validation. Real documents
+# (orders, events, configs) are rarely deeper than ten; 64 leaves room for
+# trees while keeping every recursive walk (ours, the engine's) shallow.
+DEFAULT_MAX_DEPTH = 64
+# Steps the backtracking regex engine may take per match: about a
+# millisecond of work, far above any sane pattern on a sane string, far
+# below what a catastrophic pattern (^(a|a)*$ on "aaaa…!") would burn.
+DEFAULT_BACKTRACK_LIMIT = 100_000
+# An instance whose errors exceed this reports this many and says so: a
+# 100k-item array of wrong types must not produce a 100k-line error entry.
+MAX_ERRORS_PER_INSTANCE = 100
+
+# The engine names each error by the keyword that failed, except where one
+# kind serves several keywords: those are told apart by the schema path.
+_SHARED_KINDS = {
+    "required": ("dependentRequired", "dependencies"),
+    "contains": ("minContains", "maxContains"),
+}
+# A `false` subschema under these keywords is reported as the keyword
+# (`items: false` rejects extra items); elsewhere (a property, a definition)
+# as "false".
+_FALSE_UNDER = ("items", "additionalItems", "additionalProperties", "unevaluatedItems", "unevaluatedProperties", "not")
+_NAMING_CONTAINERS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies")
+
+Resolve = Callable[[str], Any]
+
+
+class SchemaError(Exception):
+    """The schema cannot be compiled. ``errors`` lists what is wrong, each
+    an error dict (see :func:`describe`); ``message`` sums it up."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+
+
+class ReferenceRefused(Exception):
+    """Raised by a resolver for a reference it will not serve."""
+
+
+def draft_of(schema: Any) -> str:
+    """The draft name of ``schema`` (``draft4`` … ``2020-12``), ``custom``
+    for a ``$schema`` naming another meta-schema. Raises SchemaError for a
+    non-string ``$schema`` or for drafts older than 4."""
+    if not isinstance(schema, dict) or "$schema" not in schema:
+        return DEFAULT_DRAFT
+    uri = schema["$schema"]
+    if not isinstance(uri, str):
+        raise SchemaError("$schema must be a string.", [_plain_error("$schema", "$schema must be a string")])
+    normalized = uri.rstrip("#")
+    if normalized in UNSUPPORTED_DRAFTS:
+        message = f"{uri} is not supported; use draft 4, 6, 7, 2019-09 or 2020-12."
+        raise SchemaError(message, [_plain_error("$schema", message)])
+    return DRAFTS.get(normalized, "custom")
+
+
+def pointer(path: Any) -> str:
+    """A JSON Pointer (RFC 6901) from a list of keys and indexes."""
+    if not path:
+        return ""
+    text = "/".join(map(str, path))
+    if "~" not in text and text.count("/") == len(path) - 1:
+        return "/" + text  # no key holds "~" or "/": nothing to escape
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+def keyword_of(kind: str, schema_path: list[Any]) -> str:
+    """The JSON Schema keyword of an error of ``kind`` at ``schema_path``."""
+    last = schema_path[-1] if schema_path else None
+    if kind in _SHARED_KINDS and last in _SHARED_KINDS[kind]:
+        return str(last)
+    if kind == "falseSchema":
+        parent = schema_path[-2] if len(schema_path) > 1 else None
+        return str(last) if last in _FALSE_UNDER and parent not in _NAMING_CONTAINERS else "false"
+    return kind
+
+
+def describe(error: Any) -> dict[str, Any]:
+    """One engine error as data: instance_path, schema_path (the keyword's
+    location as evaluated, through ``$ref``), keyword and message."""
+    schema_path = list(error.evaluation_path)
+    return {
+        "instance_path": pointer(error.instance_path),
+        "schema_path": pointer(schema_path),
+        "keyword": keyword_of(error.kind.name, schema_path),
+        "message": error.message,
+    }
+
+
+def _plain_error(keyword: str | None, message: str) -> dict[str, Any]:
+    return {"instance_path": "", "schema_path": "", "keyword": keyword, "message": message}
+
+
+def record_error(code: str, message: str) -> dict[str, Any]:
+    """An error about a record that never reached the schema (malformed
+    JSON, too deep, a broken CSV row): the same keys as a schema error, plus
+    a machine ``code``, with ``keyword`` null."""
+    return {"instance_path": "", "schema_path": "", "keyword": None, "code": code, "message": message}
+
+
+def max_depth() -> int:
+    return int(getattr(settings, "VALIDATION_MAX_DEPTH", DEFAULT_MAX_DEPTH))
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests containers more than ``limit`` deep (a scalar
+    is 0, ``[]`` is 1, ``[[]]`` is 2). Iterative: no recursion limit."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        if depth > limit:
+            return True
+        stack.extend((child, depth) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def depth_error(limit: int) -> dict[str, Any]:
+    return record_error("too_deep", f"The instance is nested deeper than {limit} levels.")
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSchema:
+    """A compiled schema. ``is_valid`` is the fast path; ``errors`` is for
+    the instances that failed it."""
+
+    validator: Any
+    draft: str
+
+    def is_valid(self, instance: Any) -> bool:
+        return bool(self.validator.is_valid(instance))
+
+    def errors(self, instance: Any, limit: int = MAX_ERRORS_PER_INSTANCE) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` errors of ``instance`` and whether there were more."""
+        found: list[dict[str, Any]] = []
+        for error in self.validator.iter_errors(instance):
+            if len(found) == limit:
+                return found, True
+            found.append(describe(error))
+        return found, False
+
+    def check(self, instance: Any) -> tuple[bool, list[dict[str, Any]], bool]:
+        """``(valid, errors, truncated)`` for one parsed instance, depth included."""
+        limit = max_depth()
+        if too_deep(instance, limit):
+            return False, [depth_error(limit)], False
+        if self.is_valid(instance):
+            return True, [], False
+        errors, truncated = self.errors(instance)
+        return False, errors, truncated
+
+
+def _options(*, format_assertion: bool) -> dict[str, Any]:
+    limit = int(getattr(settings, "VALIDATION_REGEX_BACKTRACK_LIMIT", DEFAULT_BACKTRACK_LIMIT))
+    return {
+        "validate_formats": format_assertion,
+        "pattern_options": jsonschema_rs.FancyRegexOptions(backtrack_limit=limit),
+    }
+
+
+def compile_schema(
+    schema: Any, *, resolve: Resolve, base_uri: str | None = None, format_assertion: bool = True
+) -> CompiledSchema:
+    """Compile ``schema``. References outside the document go to ``resolve``
+    (uri → schema, or None to refuse). ``format_assertion`` is on for every
+    production path; the conformance test turns it off only to check the
+    specification's own default. Raises SchemaError with the meta-schema's
+    errors, or with the refused reference."""
+    if not isinstance(schema, (dict, bool)):
+        raise SchemaError("A schema must be an object or a boolean.", [_plain_error("type", "not an object")])
+    draft = draft_of(schema)
+    refused: list[str] = []
+
+    def retrieve(uri: str) -> Any:
+        document = None
+        try:
+            document = resolve(uri)
+        except ReferenceRefused:
+            document = None
+        if document is None:
+            refused.append(uri)
+            raise ValueError(f"reference to {uri} refused")
+        return document
+
+    kwargs = _options(format_assertion=format_assertion)
+    if base_uri is not None:
+        kwargs["base_uri"] = base_uri
+    try:
+        validator = jsonschema_rs.validator_for(schema, retriever=retrieve, **kwargs)
+    except jsonschema_rs.ValidationError as exc:
+        raise _schema_error(schema, draft, exc, refused) from None
+    except (jsonschema_rs.ReferencingError, ValueError) as exc:
+        raise SchemaError(str(exc).splitlines()[0], [_plain_error("$ref", str(exc).splitlines()[0])]) from None
+    return CompiledSchema(validator, draft)
+
+
+def _schema_error(schema: Any, draft: str, exc: Any, refused: list[str]) -> SchemaError:
+    if refused:
+        message = (
+            f"The reference {refused[-1]} cannot be resolved: only this account's registered "
+            "schemas (and the document itself) can be referenced."
+        )
+        return SchemaError(message, [_plain_error("$ref", message)])
+    errors = list(meta_errors(schema, draft))
+    if not errors:
+        errors = [_plain_error(None, exc.message.splitlines()[0])]
+    return SchemaError("The schema is not valid against its meta-schema.", errors)
+
+
+_meta_validators: dict[str, Any] = {}
+
+
+def meta_errors(schema: Any, draft: str) -> Iterator[dict[str, Any]]:
+    """The errors of ``schema`` against its draft's meta-schema (built into
+    the engine; nothing is fetched). Custom meta-schemas yield nothing."""
+    uri = next((uri for uri, name in DRAFTS.items() if name == draft), None)
+    if uri is None:
+        return
+    validator = _meta_validators.get(uri)
+    if validator is None:
+        suffix = "#" if draft in ("draft4", "draft6", "draft7") else ""
+        validator = jsonschema_rs.validator_for({"$schema": uri + suffix, "$ref": uri + suffix})
+        _meta_validators[uri] = validator
+    for count, error in enumerate(validator.iter_errors(schema)):
+        if count == MAX_ERRORS_PER_INSTANCE:
+            return
+        yield describe(error)
+
+
+def engine_version() -> str:
+    """The jsonschema-rs version, for the health page and the bench."""
+    from importlib.metadata import version
+
+    return version("jsonschema-rs")

@@ -1,0 +1,65 @@
+"""The errors the validation app answers with. Codes are part of the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from project.errors import ApiError, NotFound
+
+
+class InvalidRequest(ApiError):
+    status, code, message = 400, "invalid_request", "The request is invalid."
+
+
+class InvalidSchema(ApiError):
+    """400 with the meta-schema's (or the refused reference's) errors in
+    ``details.errors``."""
+
+    status, code, message = 400, "invalid_schema", "The schema is invalid."
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message, details={"errors": errors})
+
+
+class SchemaExists(ApiError):
+    status, code, message = (
+        409,
+        "schema_exists",
+        "This name and version are registered already; versions are immutable.",
+    )
+
+
+class SchemaNotFound(NotFound):
+    code, message = "schema_not_found", "No such schema."
+
+
+class JobNotFound(NotFound):
+    code, message = "job_not_found", "No such job."
+
+
+class JobFinished(ApiError):
+    status, code, message = 409, "job_finished", "The job has finished and cannot be cancelled."
+
+
+class ReportUnavailable(ApiError):
+    status, code, message = 409, "report_unavailable", "The job has no error report (yet)."
+
+
+class TooManyInstances(ApiError):
+    status, code = 400, "too_many_instances"
+
+
+class PayloadTooLarge(ApiError):
+    status, code, message = 413, "payload_too_large", "The upload is larger than the plan allows."
+
+
+class UnsupportedFormat(ApiError):
+    status, code = 415, "unsupported_media_type"
+    message = (
+        "Send application/x-ndjson, application/json (an array) or text/csv, raw or as the "
+        "'file' part of multipart/form-data."
+    )
+
+
+class InvalidUpload(ApiError):
+    status, code, message = 400, "invalid_upload", "The upload cannot be read in its format."

@@ -1,0 +1,158 @@
+"""Batch job services: create, cancel, fail, refund, and the RQ entry point.
+
+Quota: a job's units are reserved once, at upload, for the records counted
+then (``units_reserved``). Running a job never charges, however often it
+runs. Units come back in two cases, each at most once (``refunded_at`` is
+claimed before Redis is asked, and released again if Redis did not answer,
+so that recovery retries it):
+
+- the job failed for a server-side reason: every reserved unit;
+- the job was cancelled: the units of the records not processed yet.
+
+Refunds go to the quota windows of the reservation that are still current
+(``quotas.limiter``'s refund contract).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from quotas.limiter import get_backend
+from validation.exceptions import JobFinished, JobNotFound
+from validation.models import ACTIVE_STATUSES, JobStatus, Schema, ValidationJob
+from validation.queue import get_queue_service
+from validation.uploads import Upload
+
+log = logging.getLogger("tollgate.validation")
+
+
+def run_validation_job(job_id: str) -> str:
+    """The RQ job: load the row by id and run it (``validation.runner``)."""
+    from validation.runner import job_run
+
+    return job_run(job_id=job_id)
+
+
+def job_enqueue(*, job: ValidationJob) -> bool:
+    """Hand ``job`` to the queue (after the current transaction commits).
+    False if Redis did not take it: the row stays queued and recovery hands
+    it over again, so the caller need not fail."""
+    try:
+        get_queue_service().enqueue(run_validation_job, str(job.pk), job_id=job.rq_id)
+    except (RedisError, OSError) as exc:
+        log.warning("Could not enqueue job %s (%s); recovery will retry", job.pk, type(exc).__name__)
+        return False
+    return True
+
+
+def job_create(
+    *, account_id: int, schema: Schema, upload: Upload, units_reserved: int, reserved_at: float
+) -> ValidationJob:
+    """Commit the job row for a stored, counted and reserved upload, then
+    enqueue it. The row is the truth from here on: if the enqueue fails, the
+    job still runs (recovery)."""
+    with transaction.atomic():
+        job = ValidationJob.objects.create(
+            account_id=account_id,
+            schema=schema,
+            format=upload.format,
+            upload=upload.name,
+            upload_bytes=upload.size,
+            total=upload.records,
+            units_reserved=units_reserved,
+            reserved_at=reserved_at,
+            enqueued_at=timezone.now(),
+        )
+    job_enqueue(job=job)
+    return job
+
+
+def job_get(*, account_id: int, job_id: Any) -> ValidationJob:
+    """The account's job. Raises JobNotFound (another account's job too)."""
+    try:
+        job_id = uuid.UUID(str(job_id))
+    except ValueError:
+        raise JobNotFound() from None
+    job = ValidationJob.objects.select_related("schema").filter(account_id=account_id, pk=job_id).first()
+    if job is None:
+        raise JobNotFound()
+    return job
+
+
+def job_cancel(*, account_id: int, job_id: Any) -> ValidationJob:
+    """Cancel a queued or running job (idempotent for a cancelled one). A
+    running worker notices within about a second and stops. Refunds the
+    records not processed yet. Raises JobNotFound, JobFinished (409)."""
+    job = job_get(account_id=account_id, job_id=job_id)
+    with transaction.atomic():
+        job = ValidationJob.objects.select_for_update().select_related("schema").get(pk=job.pk)
+        if job.status == JobStatus.CANCELLED:
+            return job
+        if job.is_finished:
+            raise JobFinished(details={"status": job.status})
+        was_queued = job.status == JobStatus.QUEUED
+        job.status = JobStatus.CANCELLED
+        job.finished_at = timezone.now()
+        job.refund_units = max(0, job.units_reserved - job.processed) if job.units_reserved else 0
+        job.save(update_fields=["status", "finished_at", "refund_units"])
+    job_refund(job_id=job.pk)
+    if was_queued:
+        upload_discard(job_id=job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def job_fail(*, job_id: Any, code: str, message: str, attempt: int | None = None) -> bool:
+    """Mark an active job failed for a server-side reason and refund all of
+    its reserved units. ``attempt`` given: only if that run still owns the
+    row. Returns whether this call failed it."""
+    rows = ValidationJob.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES)
+    if attempt is not None:
+        rows = rows.filter(status=JobStatus.RUNNING, attempts=attempt)
+    job = rows.only("units_reserved").first()
+    if job is None:
+        return False
+    updated = rows.update(
+        status=JobStatus.FAILED,
+        error={"code": code, "message": message},
+        finished_at=timezone.now(),
+        refund_units=job.units_reserved,
+    )
+    if updated:
+        job_refund(job_id=job_id)
+    return bool(updated)
+
+
+def job_refund(*, job_id: Any) -> bool:
+    """Give back the job's ``refund_units``, once. False if there is nothing
+    to give back, it was given already, or Redis did not answer (then it is
+    left for recovery to retry)."""
+    claimed_at = timezone.now()
+    pending = ValidationJob.objects.filter(pk=job_id, refunded_at__isnull=True, refund_units__gt=0)
+    job = pending.only("account_id", "refund_units", "reserved_at").first()
+    if job is None or not pending.update(refunded_at=claimed_at):
+        return False
+    try:
+        get_backend().refund(job.account_id, job.refund_units, at=job.reserved_at)
+    except (RedisError, OSError) as exc:
+        ValidationJob.objects.filter(pk=job_id, refunded_at=claimed_at).update(refunded_at=None)
+        log.warning("Refund of %s units for job %s failed (%s); will retry", job.refund_units, job_id, exc)
+        return False
+    log.info("Refunded %s units to account %s for job %s", job.refund_units, job.account_id, job_id)
+    return True
+
+
+def upload_discard(*, job_id: Any) -> None:
+    """Delete a finished job's upload from storage (it is never read again)."""
+    job = ValidationJob.objects.filter(pk=job_id).exclude(upload="").only("upload", "status").first()
+    if job is None or not job.is_finished:
+        return
+    default_storage.delete(job.upload)
+    ValidationJob.objects.filter(pk=job_id, upload=job.upload).update(upload="")

@@ -1,0 +1,236 @@
+"""Streaming a job's upload into Django's default storage, counted on the way.
+
+The body is read from the request as a stream, chunk by chunk, and each chunk
+goes to the storage backend (``STORAGES["default"]``: the filesystem, or S3
+through django-storages, by configuration alone) and to the format's record
+counter. Nothing holds the whole upload in memory, and ``request.body`` is
+never touched.
+
+Size: a ``Content-Length`` over the plan's limit is refused before a byte is
+read; a chunked body (no length; gunicorn de-chunks it and says so with
+``wsgi.input_terminated``) is counted as it streams and refused as soon as it
+passes the limit. Either way the partial file is deleted.
+
+Multipart bodies are read with Django's own streaming multipart ``Parser``
+(the one ``request.FILES`` uses), driven part by part so that the ``file``
+part streams to storage instead of to Django's upload handlers.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.files.storage import default_storage
+from django.http import HttpRequest
+from django.http.multipartparser import (
+    FIELD,
+    FILE,
+    ChunkIter,
+    LazyStream,
+    MultiPartParserError,
+    Parser,
+    exhaust,
+)
+from django.utils.http import parse_header_parameters
+
+from validation.exceptions import InvalidRequest, PayloadTooLarge, UnsupportedFormat
+from validation.formats import Counter, counter_for
+
+CHUNK_BYTES = 1 << 20
+# Multipart framing (boundaries, part headers, the schema field) on top of the file.
+MULTIPART_SLACK = 64 * 1024
+MAX_FIELD_BYTES = 4096
+
+FORMATS = {
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "application/x-jsonlines": "ndjson",
+    "application/json": "json",
+    "text/csv": "csv",
+}
+EXTENSIONS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv"}
+SUFFIX = {"ndjson": "ndjson", "json": "json", "csv": "csv"}
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A stored upload: its storage name, size in bytes, record count and format."""
+
+    name: str
+    size: int
+    records: int
+    format: str
+    schema_field: str | None = None
+
+
+class _Stream:
+    """A read-only, forward-only file over an iterator of chunks, which is
+    all ``Storage.save`` needs (it calls ``chunks()``; S3 calls ``read()``)."""
+
+    def __init__(self, chunks: Iterator[bytes], name: str) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self.name = name
+
+    def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        if self._buffer:
+            yield self._buffer
+            self._buffer = b""
+        yield from self._chunks
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                break
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, *args: Any) -> int:
+        raise io.UnsupportedOperation("a streamed upload cannot seek")
+
+    def close(self) -> None:
+        return None
+
+
+def body_chunks(request: HttpRequest) -> Iterator[bytes]:
+    """The request body as a stream of chunks, with or without Content-Length."""
+    if request.META.get("CONTENT_LENGTH"):
+        read = request.read
+    elif request.META.get("wsgi.input_terminated"):
+        read = request.META["wsgi.input"].read  # chunked: Django's stream would read nothing
+    else:
+        return
+    while True:
+        chunk = read(CHUNK_BYTES)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _limited(chunks: Iterator[bytes], counter: Counter, max_bytes: int, sizes: list[int]) -> Iterator[bytes]:
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > max_bytes:
+            raise PayloadTooLarge(details={"max_upload_bytes": max_bytes})
+        counter.feed(chunk)
+        yield chunk
+    sizes.append(total)
+
+
+def _store(chunks: Iterator[bytes], *, account_id: int, fmt: str, max_bytes: int) -> Upload:
+    counter = counter_for(fmt)
+    sizes: list[int] = []
+    name = f"uploads/{account_id}/{uuid.uuid4().hex}.{SUFFIX[fmt]}"
+    try:
+        stored = default_storage.save(name, _Stream(_limited(chunks, counter, max_bytes, sizes), name))
+        records = counter.finish()
+    except BaseException:
+        default_storage.delete(name)  # the partial file of a refused upload
+        raise
+    return Upload(stored, sizes[0] if sizes else 0, records, fmt)
+
+
+def format_of(content_type: str, *, filename: str = "", explicit: str = "") -> str:
+    """The job format from an explicit ``format``, a media type or a file name."""
+    if explicit:
+        if explicit not in SUFFIX:
+            raise UnsupportedFormat(f"Unknown format {explicit!r}: use ndjson, json or csv.")
+        return explicit
+    media = content_type.split(";")[0].strip().lower()
+    if media in FORMATS:
+        return FORMATS[media]
+    for extension, fmt in EXTENSIONS.items():
+        if filename.lower().endswith(extension):
+            return fmt
+    raise UnsupportedFormat()
+
+
+def upload_receive(*, request: HttpRequest, account_id: int, max_bytes: int, explicit_format: str = "") -> Upload:
+    """Stream the upload of ``request`` (raw or multipart) into storage.
+
+    Raises PayloadTooLarge (413) before reading when Content-Length is over
+    ``max_bytes``, or while streaming; UnsupportedFormat (415); InvalidUpload
+    (400) for content the worker could not read. On any error nothing stays
+    in storage.
+    """
+    content_type = request.META.get("CONTENT_TYPE", "")
+    multipart = content_type.lower().startswith("multipart/form-data")
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise InvalidRequest("Content-Length is not a number.") from None
+        if length > max_bytes + (MULTIPART_SLACK if multipart else 0):
+            raise PayloadTooLarge(details={"max_upload_bytes": max_bytes})
+    if multipart:
+        return _receive_multipart(request, content_type, account_id, max_bytes, explicit_format)
+    fmt = format_of(content_type, explicit=explicit_format)
+    return _store(body_chunks(request), account_id=account_id, fmt=fmt, max_bytes=max_bytes)
+
+
+class _ChunkReader:
+    """``read()`` over an iterator of chunks, for Django's ChunkIter."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+
+    def read(self, size: int = -1) -> bytes:
+        return next(self._chunks, b"")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _receive_multipart(
+    request: HttpRequest, content_type: str, account_id: int, max_bytes: int, explicit_format: str
+) -> Upload:
+    _, options = parse_header_parameters(content_type)
+    boundary = options.get("boundary", "")
+    if not boundary:
+        raise InvalidRequest("The multipart body has no boundary.")
+    stream = LazyStream(ChunkIter(_ChunkReader(body_chunks(request)), CHUNK_BYTES))
+    upload: Upload | None = None
+    schema_field: str | None = None
+    try:
+        for item_type, meta, part in Parser(stream, boundary.encode("ascii", "replace")):
+            disposition = meta.get("content-disposition", ("", {}))[1]
+            field = _text(disposition.get("name", "")).strip()
+            if item_type == FILE and field == "file":
+                if upload is not None:
+                    raise InvalidRequest("Send one 'file' part.")
+                part_type = _text(meta.get("content-type", ("", {}))[0]).strip()
+                filename = _text(disposition.get("filename", ""))
+                fmt = format_of(part_type, filename=filename, explicit=explicit_format)
+                upload = _store(iter(part), account_id=account_id, fmt=fmt, max_bytes=max_bytes)
+            elif item_type == FIELD and field == "schema":
+                schema_field = part.read(MAX_FIELD_BYTES).decode("utf-8", "replace").strip()
+                exhaust(part)
+            else:
+                exhaust(part)
+    except MultiPartParserError as exc:
+        if upload is not None:
+            default_storage.delete(upload.name)
+        raise InvalidRequest(f"The multipart body is malformed: {exc}") from None
+    except BaseException:
+        if upload is not None:
+            default_storage.delete(upload.name)
+        raise
+    if upload is None:
+        raise InvalidRequest("The multipart body has no 'file' part.")
+    return Upload(upload.name, upload.size, upload.records, upload.format, schema_field)
