@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from redis.backoff import NoBackoff
+from redis.connection import ConnectionPool
 from redis.retry import Retry
 
 SCHEMES = ("redis", "rediss", "unix")
@@ -99,6 +100,35 @@ def connection_pool_kwargs(url: str) -> dict[str, Any]:
     return kwargs
 
 
+class _PinnedTimeouts(dict[str, Any]):
+    """Connection options whose timeouts, once set, cannot be changed."""
+
+    PINNED = ("socket_timeout", "socket_connect_timeout")
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self.PINNED or key not in self:
+            super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+
+class PinnedTimeoutConnectionPool(ConnectionPool):
+    """The shared pool, whose short timeouts nothing can raise.
+
+    RQ raises the socket timeout of the pool of every ``Worker`` object it
+    builds (to wait on its blocking dequeue), and django-rq's dashboard builds
+    them to list workers: on a pool shared with the counters that would let a
+    hung Redis hold web requests for minutes. The worker process gets a pool
+    of its own instead (``validation.worker``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connection_kwargs = _PinnedTimeouts(self._connection_kwargs)
+
+
 def cache_config(url: str) -> dict[str, Any]:
     """The ``CACHES["default"]`` entry for ``url`` (django-redis)."""
     return {
@@ -107,6 +137,7 @@ def cache_config(url: str) -> dict[str, Any]:
         "KEY_PREFIX": "tg-cache",
         "OPTIONS": {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "CONNECTION_POOL_CLASS": "project.redis.PinnedTimeoutConnectionPool",
             "CONNECTION_POOL_KWARGS": connection_pool_kwargs(url),
         },
     }
