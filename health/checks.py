@@ -30,8 +30,11 @@ class Unavailable(Exception):
 
 
 class Check(Protocol):
-    name: str
-    backend: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def backend(self) -> str: ...
 
     def run(self) -> dict[str, Any]: ...
 

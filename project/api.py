@@ -42,7 +42,13 @@ def api_view(*methods: str) -> Callable[[View], View]:
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in allowed:
                 raise MethodNotAllowed(headers={"Allow": ", ".join(sorted(allowed))})
-            return view(request, *args, **kwargs)
+            response = view(request, *args, **kwargs)
+            if request.method == "HEAD" and not response.streaming:
+                # The headers of a GET, no body (gunicorn warns about one).
+                length = len(response.content)
+                response.content = b""
+                response["Content-Length"] = str(length)
+            return response
 
         return csrf_exempt(wrapper)
 

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.utils.safestring import SafeString, mark_safe
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 from project.redis import password_of, redact
@@ -75,8 +76,8 @@ class RedactingExceptionReporter(ExceptionReporter):
     """Renders Django's report (page and e-mail) with secrets removed, whatever
     the exception message or a variable's repr happens to contain."""
 
-    def get_traceback_html(self) -> str:
-        return redact_text(str(super().get_traceback_html()))
+    def get_traceback_html(self) -> SafeString:
+        return mark_safe(redact_text(str(super().get_traceback_html())))  # noqa: S308 (Django's own HTML, redacted)
 
-    def get_traceback_text(self) -> str:
-        return redact_text(str(super().get_traceback_text()))
+    def get_traceback_text(self) -> SafeString:
+        return mark_safe(redact_text(str(super().get_traceback_text())))  # noqa: S308

@@ -134,7 +134,7 @@ class MemoryBackend:
 
     def usage(self, account_ids: list[int], *, now: float | None = None) -> dict[int, dict[str, int]]:
         now_ms = int((time.time() if now is None else now) * 1000)
-        usage = {}
+        usage: dict[int, dict[str, int]] = {}
         with self._lock:
             for account_id in account_ids:
                 fields = self._hashes.get(account_id, (0, {}))[1]

@@ -230,7 +230,7 @@ def _charge(meter: Meter, requests: int, units: int) -> Decision | None:
         raise ServiceUnavailable("The database did not answer; retry shortly.") from None
 
 
-def _unavailable() -> None:
+def _unavailable() -> Decision | None:
     """Apply RATELIMIT_FAIL_MODE: raise (closed) or let the request through."""
     global _last_open_warning
     if settings.RATELIMIT_FAIL_MODE != "open":

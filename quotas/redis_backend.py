@@ -64,7 +64,7 @@ def _key_prefix() -> str:
     return getattr(settings, "QUOTAS_KEY_PREFIX", "tg:")
 
 
-def encode(*parts: bytes | str | int) -> bytes:
+def encode(*parts: Any) -> bytes:
     """A command in the Redis protocol (RESP): ``*N`` then ``$len`` and each
     argument."""
     out = [b"*%d\r\n" % len(parts)]
@@ -120,7 +120,7 @@ class RedisBackend:
         if kept.connection is not None and kept.pid == pid and kept.epoch == _settings_epoch:
             return kept.connection
         if kept.connection is not None and kept.pid == pid and kept.pool is not None:
-            kept.pool.release(kept.connection)
+            kept.pool.release(kept.connection)  # type: ignore[arg-type]
         pool = self.client().connection_pool
         kept.connection, kept.pool, kept.pid, kept.epoch = pool.get_connection(), pool, pid, _settings_epoch
         return kept.connection

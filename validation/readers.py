@@ -50,7 +50,7 @@ class Batch:
 def records_of(batches: Iterable[Batch]) -> Iterator[Record]:
     """The records of ``batches`` one by one, in order (tests, small jobs)."""
     for batch in batches:
-        merged = [(n, v, None) for n, v in zip(batch.numbers, batch.values, strict=True)]
+        merged: list[tuple[int, Any, Any]] = [(n, v, None) for n, v in zip(batch.numbers, batch.values, strict=True)]
         merged += [(n, None, e) for n, e in batch.errors]
         yield from sorted(merged, key=lambda record: record[0])
 

@@ -28,6 +28,7 @@ a killed job is running again within about stale + interval seconds.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -65,7 +66,7 @@ def _seconds(name: str, default: float) -> timedelta:
     return timedelta(seconds=float(getattr(settings, name, default)))
 
 
-def _requeue(job: ValidationJob, *, seen: dict[str, object], reason: str, now: datetime) -> bool:
+def _requeue(job: ValidationJob, *, seen: Mapping[str, object], reason: str, now: datetime) -> bool:
     handed = ValidationJob.objects.filter(pk=job.pk, **seen).update(
         status=JobStatus.QUEUED, enqueued_at=now, heartbeat_at=None, recoveries=F("recoveries") + 1
     )

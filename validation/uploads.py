@@ -26,7 +26,7 @@ from typing import Any
 
 from django.core.files.storage import default_storage
 from django.http import HttpRequest
-from django.http.multipartparser import (
+from django.http.multipartparser import (  # type: ignore[attr-defined]
     FIELD,
     FILE,
     ChunkIter,
@@ -136,7 +136,7 @@ def _store(chunks: Iterator[bytes], *, account_id: int, fmt: str, max_bytes: int
     sizes: list[int] = []
     name = f"uploads/{account_id}/{uuid.uuid4().hex}.{SUFFIX[fmt]}"
     try:
-        stored = default_storage.save(name, _Stream(_limited(chunks, counter, max_bytes, sizes), name))
+        stored = default_storage.save(name, _Stream(_limited(chunks, counter, max_bytes, sizes), name))  # type: ignore[arg-type]
         records = counter.finish()
     except BaseException:
         default_storage.delete(name)  # the partial file of a refused upload
@@ -204,7 +204,7 @@ def _receive_multipart(
     boundary = options.get("boundary", "")
     if not boundary:
         raise InvalidRequest("The multipart body has no boundary.")
-    stream = LazyStream(ChunkIter(_ChunkReader(body_chunks(request)), CHUNK_BYTES))
+    stream = LazyStream(ChunkIter(_ChunkReader(body_chunks(request)), CHUNK_BYTES))  # type: ignore[arg-type]
     upload: Upload | None = None
     schema_field: str | None = None
     try:

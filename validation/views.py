@@ -184,4 +184,4 @@ def job_errors(request: HttpRequest, job_id: str) -> HttpResponse:
         raise ReportUnavailable(f"The job is {job.status}; its report exists once it has succeeded.")
     if not job.report:
         return HttpResponse(b"", content_type="application/x-ndjson")
-    return FileResponse(default_storage.open(job.report, "rb"), content_type="application/x-ndjson")
+    return FileResponse(default_storage.open(job.report, "rb"), content_type="application/x-ndjson")  # type: ignore[return-value]

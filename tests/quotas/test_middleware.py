@@ -254,3 +254,12 @@ class TestRedisFaults:
         assert ping(client, key).status_code == 503
         own_redis.start()  # empty: scripts, counters and generations are gone
         assert ping(client, key).status_code == 200
+
+
+def test_head_ping_has_the_headers_of_a_get_and_no_body(client: Client) -> None:
+    key = issue_key().key
+    response = client.head("/api/v1/ping", **bearer(key))
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response["Content-Length"] == str(len(b'{"pong":true}'))
+    assert response["X-RateLimit-Remaining"] == "99"

@@ -1,8 +1,8 @@
 import json
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandParser
-from django.core.validators import ValidationError
 
 from quotas.management.commands._base import run_service
 from quotas.models import Account

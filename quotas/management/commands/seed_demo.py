@@ -10,7 +10,7 @@ from quotas.services import api_key_create, plan_set
 # The plan `make run` sets up, chosen so that a person trying the API by hand
 # can see every mechanism: a burst of 10 is allowed, the 11th request within a
 # second gets a 429, and the quotas are far away.
-DEMO_PLAN = {
+DEMO_PLAN: dict[str, Any] = {
     "name": "demo",
     # 10 requests in a burst, refilled at 10/s: curl in a loop hits it.
     "rate_limits": ["10/s", "600/m"],
