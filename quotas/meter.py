@@ -29,7 +29,7 @@ from project.errors import ServiceUnavailable
 from quotas import keys
 from quotas.exceptions import InvalidApiKey, LimiterUnavailable, LimitExceeded
 from quotas.headers import decision_headers
-from quotas.limiter import Decision, StaleGeneration, Subject, get_backend
+from quotas.limiter import Decision, LimitState, StaleGeneration, Subject, get_backend
 from quotas.models import ApiKey
 
 log = logging.getLogger("tollgate.quotas")
@@ -243,7 +243,12 @@ def _unavailable() -> Decision | None:
 
 
 def _rejection(decision: Decision) -> LimitExceeded:
-    state = decision.violated or decision.states[0]
+    return limit_exceeded(decision, decision.violated or decision.states[0], decision.retry_after)
+
+
+def limit_exceeded(decision: Decision, state: LimitState, retry_after: int) -> LimitExceeded:
+    """The 429 for ``state`` of ``decision``: ``rate_limited`` or
+    ``quota_exceeded``, with the policy, ``Retry-After`` and the limit headers."""
     if state.kind == "rate":
         code = "rate_limited"
         message = f"Rate limit {state.name} exceeded ({state.limit} requests per {state.window} s)."
@@ -253,12 +258,7 @@ def _rejection(decision: Decision) -> LimitExceeded:
         message = f"Quota {state.name} exceeded ({state.limit} units per {window})."
     return LimitExceeded(
         code=code,
-        message=f"{message} Retry after {decision.retry_after} s.",
-        details={
-            "policy": state.name,
-            "limit": state.limit,
-            "window": state.window,
-            "retry_after": decision.retry_after,
-        },
-        headers=decision_headers(decision),
+        message=f"{message} Retry after {retry_after} s.",
+        details={"policy": state.name, "limit": state.limit, "window": state.window, "retry_after": retry_after},
+        headers={**decision_headers(decision), "Retry-After": str(retry_after)},
     )

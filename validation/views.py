@@ -18,9 +18,8 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
 from project.api import api_view, json_body, json_response
-from quotas.exceptions import LimitExceeded
-from quotas.headers import decision_headers
 from quotas.limiter import Decision, get_backend
+from quotas.meter import limit_exceeded
 from quotas.metering import charged_in_view, metered
 from validation import representations as show
 from validation.exceptions import InvalidRequest, InvalidUpload, PayloadTooLarge, ReportUnavailable
@@ -88,17 +87,7 @@ def _quota_left(decision: Decision | None) -> None:
     refused anyway, so it is not read."""
     for state in decision.states if decision else ():
         if state.kind == "quota" and state.remaining <= 0:
-            raise LimitExceeded(
-                code="quota_exceeded",
-                message=f"Quota {state.name} is used up; retry after {state.reset} s.",
-                details={
-                    "policy": state.name,
-                    "limit": state.limit,
-                    "window": state.window,
-                    "retry_after": state.reset,
-                },
-                headers={**decision_headers(decision), "Retry-After": str(state.reset)},  # type: ignore[arg-type]
-            )
+            raise limit_exceeded(decision, state, state.reset)  # type: ignore[arg-type]
 
 
 def _create_job(request: HttpRequest) -> HttpResponse:
