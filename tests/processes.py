@@ -36,8 +36,11 @@ def database_url() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
 
 
-def service_env(**overrides: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if name not in _SCRUBBED}
+def service_env(*, scrub: tuple[str, ...] = (), **overrides: str) -> dict[str, str]:
+    """The environment of a service process started by tests and benches: the
+    caller's, less the service's own variables (and ``scrub``), with a test
+    secret, then ``overrides``."""
+    env = {name: value for name, value in os.environ.items() if name not in _SCRUBBED + scrub}
     env.update(
         DJANGO_SETTINGS_MODULE="project.settings",
         SECRET_KEY="tests-only-" + "x" * 50,

@@ -85,6 +85,9 @@ def job_run(*, job_id: Any) -> str:
         log.exception("Job %s attempt %s lost its database", job.pk, job.attempts)
         raise
     except Exception:
+        # Any other error is a bug or a storage fault on our side: the job
+        # fails (logged with its traceback) and its quota is refunded, as the
+        # contract above says, rather than being retried forever by recovery.
         log.exception("Job %s attempt %s failed", job.pk, job.attempts)
         job_fail(
             job_id=job.pk,

@@ -8,7 +8,6 @@ Nothing here touches a Redis the bench did not start: every server comes from
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -19,23 +18,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.processes import service_env
 from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-# Variables of the caller's environment that would change what is measured.
-_SCRUBBED = (
-    "DEMO_MODE",
-    "REDIS_URL",
-    "DEBUG",
-    "RATELIMIT_FAIL_MODE",
-    "HEALTH_TOKEN",
-    "DATABASE_URL",
-    "DJANGO_SETTINGS_MODULE",
-    "WEB_CONCURRENCY",
-    "PORT",
-    "GUNICORN_CMD_ARGS",
-    "GUNICORN_ACCESS_LOG",
-)
+# Besides tests.processes' own list: variables of the caller's environment
+# that would change what is measured.
+_SCRUBBED = ("DATABASE_URL", "WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "GUNICORN_ACCESS_LOG")
 TOLLGATE_SETTINGS = "bench.ratelimit.settings"
 UNMETERED_SETTINGS = "bench.ratelimit.settings_unmetered"
 
@@ -64,16 +53,14 @@ def base_env(directory: Path) -> dict[str, str]:
     """The environment of every process the bench starts: the caller's, less
     what would change the measurement, with a test secret and a SQLite
     database in ``directory``."""
-    env = {name: value for name, value in os.environ.items() if name not in _SCRUBBED}
-    env.update(
+    return service_env(
+        scrub=_SCRUBBED,
         SECRET_KEY="bench-only-" + "x" * 50,
         ENVIRONMENT="bench",
         DATABASE_URL=f"sqlite:///{directory / 'bench.sqlite3'}",
         DJANGO_SETTINGS_MODULE=TOLLGATE_SETTINGS,
-        PYTHONUNBUFFERED="1",
         PYTHONPATH=str(ROOT),
     )
-    return env
 
 
 def seed_database(env: dict[str, str]) -> dict[str, str]:

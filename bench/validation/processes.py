@@ -19,21 +19,12 @@ from types import TracebackType
 
 import httpx
 
+from tests.processes import service_env
 from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-_SCRUBBED = (
-    "DEMO_MODE",
-    "REDIS_URL",
-    "DEBUG",
-    "RATELIMIT_FAIL_MODE",
-    "DATABASE_URL",
-    "DJANGO_SETTINGS_MODULE",
-    "WEB_CONCURRENCY",
-    "PORT",
-    "GUNICORN_CMD_ARGS",
-    "MEDIA_ROOT",
-)
+# Besides tests.processes' own list: what would change what is measured.
+_SCRUBBED = ("DATABASE_URL", "WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "MEDIA_ROOT")
 
 
 class Stack:
@@ -47,17 +38,14 @@ class Stack:
         self.worker: subprocess.Popen[str] | None = None
 
     def env(self) -> dict[str, str]:
-        env = {name: value for name, value in os.environ.items() if name not in _SCRUBBED}
-        env.update(
-            DJANGO_SETTINGS_MODULE="project.settings",
+        return service_env(
+            scrub=_SCRUBBED,
             SECRET_KEY="bench-only-" + "x" * 50,
             ENVIRONMENT="bench",
             REDIS_URL=self.redis.url,
             DATABASE_URL=f"sqlite:///{self.directory / 'bench.sqlite3'}",
             MEDIA_ROOT=str(self.directory / "media"),
-            PYTHONUNBUFFERED="1",
         )
-        return env
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(

@@ -30,6 +30,7 @@ import pytest
 
 from validation.engine import DRAFTS, SchemaError, compile_schema
 
+
 def _find_suite() -> Path:
     """The suite beside the checkout (``../shared/data/…``), else where the
     workplace keeps it (a clone elsewhere, e.g. in CI), else where
