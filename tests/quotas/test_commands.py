@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -103,11 +104,47 @@ def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--plan" in capsys.readouterr().err
 
 
-def test_seed_demo_prints_a_working_key_and_curl_line() -> None:
-    output = run("seed_demo", "--base-url", "http://127.0.0.1:8123")
+def demo_key_in(output: str) -> str:
     key = next(word for word in output.split() if word.startswith("tg_"))
     assert keys.parse(key) is not None
+    return key
+
+
+def usable_demo_keys() -> list[str]:
+    return list(ApiKey.objects.filter(account__name="demo", revoked_at=None).values_list("prefix", flat=True))
+
+
+def test_seed_demo_prints_a_working_key_and_curl_line() -> None:
+    output = run("seed_demo", "--base-url", "http://127.0.0.1:8123")
+    key = demo_key_in(output)
     assert f'curl -i -H "Authorization: Bearer {key}" http://127.0.0.1:8123/api/v1/ping' in output
-    run("seed_demo")  # again: the same plan and account, a new key
+    again = demo_key_in(run("seed_demo"))  # no key file: a new key, the old one revoked
+    assert again != key
     assert Plan.objects.filter(name="demo").count() == 1
-    assert ApiKey.objects.filter(account__name="demo").count() == 2
+    assert Account.objects.filter(name="demo").count() == 1
+    assert usable_demo_keys() == [keys.parse(again).prefix]  # type: ignore[union-attr]
+
+
+def test_seed_demo_with_a_key_file_prints_the_same_key_while_it_works(tmp_path: Path) -> None:
+    key_file = tmp_path / "run" / "demo_key"
+    key = demo_key_in(run("seed_demo", "--key-file", str(key_file)))
+    assert key_file.read_text().strip() == key
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert demo_key_in(run("seed_demo", "--key-file", str(key_file))) == key
+    assert ApiKey.objects.filter(account__name="demo").count() == 1
+
+    run("revoke_api_key", key)  # a kept key that no longer works is replaced, and the file with it
+    new = demo_key_in(run("seed_demo", "--key-file", str(key_file)))
+    assert new != key and key_file.read_text().strip() == new
+    assert usable_demo_keys() == [keys.parse(new).prefix]  # type: ignore[union-attr]
+
+
+def test_seed_demo_keeps_one_demo_key_and_leaves_other_keys_alone(tmp_path: Path) -> None:
+    key_file = tmp_path / "demo_key"
+    key_file.write_text("tg_notakey\n")
+    first = demo_key_in(run("seed_demo", "--key-file", str(key_file)))
+    run("create_api_key", "demo", "--label", "mine")
+    run("seed_demo")  # a stray demo key, made without the file
+    assert demo_key_in(run("seed_demo", "--key-file", str(tmp_path / "elsewhere"))) != first
+    labels = sorted(ApiKey.objects.filter(account__name="demo", revoked_at=None).values_list("label", flat=True))
+    assert labels == ["make run", "mine"]
