@@ -13,15 +13,20 @@ Two runs:
   annotation; those must now come out invalid, which is the point of
   asserting formats.
 
-The suite lives outside the project (``../shared/data/json-schema-test-suite``,
-or ``JSON_SCHEMA_TEST_SUITE``); where it is absent the tests say so and skip.
+The suite is test data kept outside the project: ``JSON_SCHEMA_TEST_SUITE``
+names its folder, else it is ``../shared/data/json-schema-test-suite`` beside
+this checkout, or beside the local repository this checkout was cloned from
+(followed through clones of clones). Where it is absent the tests skip, saying
+how to get it (the README's Development section); under ``CI=true`` they fail.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,21 +35,46 @@ import pytest
 
 from validation.engine import DRAFTS, SchemaError, compile_schema
 
-
-def _find_suite() -> Path:
-    """The suite beside the checkout (``../shared/data/…``), else where the
-    workplace keeps it (a clone elsewhere, e.g. in CI), else where
-    ``JSON_SCHEMA_TEST_SUITE`` points."""
-    candidates = [
-        Path(__file__).resolve().parents[3] / "shared" / "data" / "json-schema-test-suite",
-        Path("/work/shared/data/json-schema-test-suite"),
-    ]
-    if os.environ.get("JSON_SCHEMA_TEST_SUITE"):
-        candidates.insert(0, Path(os.environ["JSON_SCHEMA_TEST_SUITE"]))
-    return next((path for path in candidates if path.is_dir()), candidates[0])
+ROOT = Path(__file__).resolve().parents[2]
+BESIDE = Path("shared", "data", "json-schema-test-suite")
+GET_IT = (
+    "Get it (README, Development): the official json-schema-org/JSON-Schema-Test-Suite at commit 44401e0c "
+    "in ../shared/data/json-schema-test-suite, or set JSON_SCHEMA_TEST_SUITE to its folder."
+)
 
 
-SUITE = _find_suite()
+def _local_origin(checkout: Path) -> Path | None:
+    """The local repository ``checkout`` was cloned from, if it was."""
+    result = subprocess.run(
+        ["git", "-C", str(checkout), "config", "--get", "remote.origin.url"], capture_output=True, text=True
+    )
+    url = result.stdout.strip().removeprefix("file://")
+    if result.returncode != 0 or not url.startswith(("/", "./", "../")):
+        return None  # no origin, or a remote one (https://, ssh://, host:path)
+    origin = (checkout / url).resolve()
+    if origin.name == ".git":
+        origin = origin.parent
+    return origin if origin.is_dir() and origin != checkout else None
+
+
+def find_suite(checkout: Path = ROOT, environ: Mapping[str, str] = os.environ) -> tuple[Path | None, list[Path]]:
+    """``(the suite's folder or None, the folders looked at)``."""
+    if environ.get("JSON_SCHEMA_TEST_SUITE"):
+        named = Path(environ["JSON_SCHEMA_TEST_SUITE"])
+        return (named if named.is_dir() else None), [named]
+    looked: list[Path] = []
+    where: Path | None = checkout
+    while where is not None and len(looked) < 5:
+        candidate = where.parent / BESIDE
+        looked.append(candidate)
+        if candidate.is_dir():
+            return candidate, looked
+        where = _local_origin(where)
+    return None, looked
+
+
+FOUND, LOOKED = find_suite()
+SUITE = FOUND or LOOKED[0]
 FOLDERS = {
     "draft4": "draft4",
     "draft6": "draft6",
@@ -55,9 +85,15 @@ FOLDERS = {
 URIS = {name: uri + ("#" if name.startswith("draft") else "") for uri, name in DRAFTS.items()}
 ANNOTATION_ONLY = "only an annotation by default"
 
-pytestmark = pytest.mark.skipif(
-    not SUITE.is_dir(), reason=f"JSON-Schema-Test-Suite not found at {SUITE}: conformance not checked here"
-)
+
+@pytest.fixture(autouse=True)
+def _suite_present() -> None:
+    """Skip where the suite is absent, except under CI=true, where its absence fails."""
+    if FOUND is None:
+        message = f"JSON-Schema-Test-Suite not found (looked in {', '.join(map(str, LOOKED))}). {GET_IT}"
+        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @cache
@@ -113,3 +149,44 @@ def test_with_format_assertion_only_the_annotation_by_default_tests_change(draft
     if draft == "2020-12":
         assert len(annotation) >= 10  # e.g. "invalid email string is only an annotation by default"
     assert all(ANNOTATION_ONLY in failure for failure in annotation)
+
+
+def test_a_clone_made_elsewhere_finds_the_suite_beside_its_origin(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(clone)], check=True)
+    again = tmp_path / "clone-of-the-clone"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(clone), str(again)], check=True)
+    assert find_suite(again, environ={})[0] == FOUND
+
+
+def test_json_schema_test_suite_names_the_folder(tmp_path: Path) -> None:
+    assert find_suite(environ={"JSON_SCHEMA_TEST_SUITE": str(tmp_path)}) == (tmp_path, [tmp_path])
+    assert find_suite(environ={"JSON_SCHEMA_TEST_SUITE": str(tmp_path / "absent")})[0] is None
+
+
+def test_a_missing_suite_skips_here_and_fails_under_ci(tmp_path: Path) -> None:
+    def run_without_suite(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-rs",
+                "-p",
+                "no:cacheprovider",
+                f"{__file__}::test_every_required_test_passes",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "JSON_SCHEMA_TEST_SUITE": str(tmp_path / "absent"), **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    here = run_without_suite(CI="false")
+    assert here.returncode == 0 and "5 skipped" in here.stdout, here.stdout
+    assert "JSON-Schema-Test-Suite not found" in here.stdout and "44401e0c" in here.stdout
+    in_ci = run_without_suite(CI="true")
+    assert in_ci.returncode != 0 and "5 errors" in in_ci.stdout, in_ci.stdout
+    assert "JSON-Schema-Test-Suite not found" in in_ci.stdout
