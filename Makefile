@@ -1,4 +1,5 @@
 # The two commands a new user needs: `make run` and `make test`.
+# bin/system-deps lists (and installs, where it can) the system programs.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,6 +9,7 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 .PHONY: setup run test lint clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
+	@PYTHON=$(PYTHON) bin/system-deps venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
@@ -30,7 +32,7 @@ run: setup .run/secret_key
 		$(BIN)/honcho start --no-prefix -f Procfile web worker
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@bin/system-deps -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,5 +1,6 @@
 """A real browser for the tests: Playwright for Python driving Debian's
-Chromium (the ``chromium`` package; ``.ci/run`` installs it).
+Chromium (the ``chromium`` package; ``make test`` installs it through
+``bin/system-deps``).
 
 Playwright never downloads a browser here: it launches the system binary. A
 missing Chromium fails the test with the install hint; it is never skipped.
@@ -26,8 +27,8 @@ CHROMIUM_ARGS = [
 ]
 INSTALL_HINT = (
     f"Chromium is not installed at {CHROMIUM}. Install Debian's package (`sudo apt-get install chromium`; "
-    ".ci/run does) or point TOLLGATE_CHROMIUM at a Chromium binary. Playwright's own browser download is "
-    "not used."
+    "`make test` does, through bin/system-deps) or point TOLLGATE_CHROMIUM at a Chromium binary. "
+    "Playwright's own browser download is not used."
 )
 
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import redis
 
 INSTALL_HINT = (
-    "redis-server is not installed. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`, "
-    "macOS: `brew install redis`); the suite starts its own private servers and never uses yours."
+    "redis-server is not installed. `make test` installs it where it can (bin/system-deps), or says how "
+    "(Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`); the suite starts its "
+    "own private servers and never uses yours."
 )
 
 
