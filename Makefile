@@ -3,38 +3,36 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PORT ?= 8000
-REDIS_URL ?= redis://127.0.0.1:6379/0
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
 .PHONY: setup run test lint clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+$(BIN)/python:
 	@PYTHON=$(PYTHON) bin/system-deps venv
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+
+# The service's own requirements: all `make run` installs.
+$(BIN)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(PIP) -r requirements.txt
 	touch $@
 
-setup: $(BIN)/.installed
+# requirements-dev.txt adds the test, lint and benchmark tools.
+$(BIN)/.dev-installed: requirements-dev.txt $(BIN)/.runtime-installed
+	$(PIP) -r requirements-dev.txt
+	touch $@
 
-.run/secret_key:
-	mkdir -p .run
-	$(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+setup: $(BIN)/.dev-installed
 
-# Web (gunicorn) and worker (rqworker) from the Procfile, on REDIS_URL
-# (default: the local Redis), SQLite unless DATABASE_URL is set.
-run: setup .run/secret_key
-	@SECRET_KEY=$$(cat .run/secret_key) REDIS_URL=$(REDIS_URL) $(BIN)/python manage.py migrate --noinput
-	@SECRET_KEY=$$(cat .run/secret_key) $(BIN)/python manage.py collectstatic --noinput -v 0
-	@SECRET_KEY=$$(cat .run/secret_key) REDIS_URL=$(REDIS_URL) $(BIN)/python manage.py seed_demo --base-url http://127.0.0.1:$(PORT)
-	SECRET_KEY=$$(cat .run/secret_key) REDIS_URL=$(REDIS_URL) SESSION_COOKIE_SECURE=false \
-		GUNICORN_CMD_ARGS="--bind 127.0.0.1:$(PORT)" PATH=$(CURDIR)/$(BIN):$$PATH \
-		$(BIN)/honcho start --no-prefix -f Procfile web worker
+# Web and worker from the Procfile on 127.0.0.1:$(PORT) (default 8000), on
+# REDIS_URL (default redis://127.0.0.1:6379/0; a private redis-server when
+# nothing answers there), SQLite unless DATABASE_URL is set. See bin/run.
+run: $(BIN)/.runtime-installed
+	@$(BIN)/python bin/run
 
-test: setup
+test: $(BIN)/.dev-installed
 	@bin/system-deps -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: setup
+lint: $(BIN)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

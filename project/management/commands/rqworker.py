@@ -1,7 +1,8 @@
 """django-rq's ``rqworker`` with the Redis startup gate.
 
 In DEMO_MODE jobs run inside the web process, so the worker has nothing to do;
-it says so and idles (exiting would stop every process under honcho).
+it says so and idles (exiting would stop every process under `make run` or any
+Procfile runner).
 """
 
 import logging
