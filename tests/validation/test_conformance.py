@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -86,14 +85,18 @@ URIS = {name: uri + ("#" if name.startswith("draft") else "") for uri, name in D
 ANNOTATION_ONLY = "only an annotation by default"
 
 
-@pytest.fixture(autouse=True)
-def _suite_present() -> None:
-    """Skip where the suite is absent, except under CI=true, where its absence fails."""
-    if FOUND is None:
-        message = f"JSON-Schema-Test-Suite not found (looked in {', '.join(map(str, LOOKED))}). {GET_IT}"
-        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+def require_suite(found: Path | None, looked: list[Path], environ: Mapping[str, str]) -> None:
+    """Skip when the suite was not found, except under CI=true, where that fails."""
+    if found is None:
+        message = f"JSON-Schema-Test-Suite not found (looked in {', '.join(map(str, looked))}). {GET_IT}"
+        if environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _suite_present() -> None:
+    require_suite(FOUND, LOOKED, os.environ)
 
 
 @cache
@@ -165,28 +168,9 @@ def test_json_schema_test_suite_names_the_folder(tmp_path: Path) -> None:
 
 
 def test_a_missing_suite_skips_here_and_fails_under_ci(tmp_path: Path) -> None:
-    def run_without_suite(**env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-rs",
-                "-p",
-                "no:cacheprovider",
-                f"{__file__}::test_every_required_test_passes",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "JSON_SCHEMA_TEST_SUITE": str(tmp_path / "absent"), **env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    here = run_without_suite(CI="false")
-    assert here.returncode == 0 and "5 skipped" in here.stdout, here.stdout
-    assert "JSON-Schema-Test-Suite not found" in here.stdout and "44401e0c" in here.stdout
-    in_ci = run_without_suite(CI="true")
-    assert in_ci.returncode != 0 and "5 errors" in in_ci.stdout, in_ci.stdout
-    assert "JSON-Schema-Test-Suite not found" in in_ci.stdout
+    found, looked = find_suite(environ={"JSON_SCHEMA_TEST_SUITE": str(tmp_path / "absent")})
+    with pytest.raises(pytest.skip.Exception, match=r"JSON-Schema-Test-Suite not found.*44401e0c"):
+        require_suite(found, looked, {"CI": "false"})
+    with pytest.raises(pytest.fail.Exception, match="JSON-Schema-Test-Suite not found"):
+        require_suite(found, looked, {"CI": "true"})
+    require_suite(FOUND, LOOKED, {"CI": "true"})  # found: nothing to say
