@@ -30,7 +30,7 @@ import pytest
 from tests.processes import ROOT, alive, descendants
 from tests.redis_server import RedisServer, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.make_run]
 
 # What a user's shell would not have: the suite's own settings, and the make
 # and virtualenv state of the `make test` running this test.
