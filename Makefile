@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean system-programs
 
 $(BIN)/python:
 	@PYTHON=$(PYTHON) bin/system-deps venv
@@ -23,13 +23,18 @@ $(BIN)/.dev-installed: requirements-dev.txt $(BIN)/.runtime-installed
 
 setup: $(BIN)/.dev-installed
 
-# Web and worker from the Procfile on 127.0.0.1:$(PORT) (default 8000), on
+# Web and worker from the Procfile on 127.0.0.1:$PORT (default 8000), on
 # REDIS_URL (default redis://127.0.0.1:6379/0; a private redis-server when
 # nothing answers there), SQLite unless DATABASE_URL is set. See bin/run.
 run: $(BIN)/.runtime-installed
 	@$(BIN)/python bin/run
 
-test: $(BIN)/.dev-installed
+# Checked (and installed) before the virtualenv too, so that a missing program
+# is said before minutes of pip.
+system-programs:
+	@bin/system-deps
+
+test: system-programs $(BIN)/.dev-installed
 	@bin/system-deps -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.dev-installed

@@ -3,7 +3,7 @@
 The copy holds the files git tracks, as they are in this working tree (what a
 clone of the commit being tested holds, uncommitted edits included): no
 virtualenv, no `.run/`, no database. `make run` installs the runtime
-requirements there (pip reuses its cache and the machine's wheels), then runs
+requirements there (from pip's usual sources), then runs
 against a ``REDIS_URL`` on a free loopback port where nothing listens, so it
 starts its own redis-server. Every process a run starts is found from /proc
 and killed at the end, whatever happened.
