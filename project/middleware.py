@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from project.database import database_unavailable
 from project.errors import ApiError, ServiceUnavailable
 
 log = logging.getLogger("tollgate.api")
@@ -18,8 +20,10 @@ API_PREFIX = "/api/"
 
 class ApiErrorMiddleware:
     """Under ``/api/``: an :class:`ApiError` becomes its JSON response, and a
-    Redis that is down or hung becomes a 503 ``service_unavailable`` with
-    ``Retry-After`` instead of a 500. Other paths are left to Django."""
+    Redis or a database that is down, hung or too slow becomes a 503
+    ``service_unavailable`` with ``Retry-After`` instead of a 500 (the
+    database's logged once per outage, ``project.database``). Other paths are
+    left to Django."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -35,4 +39,6 @@ class ApiErrorMiddleware:
         if isinstance(exception, (RedisConnectionError, RedisTimeoutError)):
             log.warning("Redis unavailable while serving %s: %s", request.path, exception)
             return ServiceUnavailable("Redis did not answer; retry shortly.").response()
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            return database_unavailable(exception).response()
         return None

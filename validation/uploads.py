@@ -1,10 +1,10 @@
 """Streaming a job's upload into Django's default storage, counted on the way.
 
 The body is read from the request as a stream, chunk by chunk, and each chunk
-goes to the storage backend (``STORAGES["default"]``: the filesystem, or S3
-through django-storages, by configuration alone) and to the format's record
-counter. Nothing holds the whole upload in memory, and ``request.body`` is
-never touched.
+goes to the storage backend (``STORAGES["default"]``: the filesystem, or a
+bucket as a multipart upload, ``project.s3_storage``) and to the format's
+record counter. Nothing holds the whole upload in memory (a bucket's upload
+holds one 8 MiB part), and ``request.body`` is never touched.
 
 Size: a ``Content-Length`` over the plan's limit is refused before a byte is
 read; a chunked body (no length; gunicorn de-chunks it and says so with
@@ -19,6 +19,7 @@ part streams to storage instead of to Django's upload handlers.
 from __future__ import annotations
 
 import io
+import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,8 +38,11 @@ from django.http.multipartparser import (  # type: ignore[attr-defined]
 )
 from django.utils.http import parse_header_parameters
 
-from validation.exceptions import InvalidRequest, PayloadTooLarge, UnsupportedFormat
+from project.storage import STORAGE_ERRORS, describe, discard
+from validation.exceptions import InvalidRequest, PayloadTooLarge, StorageUnavailable, UnsupportedFormat
 from validation.formats import Counter, counter_for
+
+log = logging.getLogger("tollgate.validation")
 
 CHUNK_BYTES = 1 << 20
 # Multipart framing (boundaries, part headers, the schema field) on top of the file.
@@ -138,8 +142,12 @@ def _store(chunks: Iterator[bytes], *, account_id: int, fmt: str, max_bytes: int
     try:
         stored = default_storage.save(name, _Stream(_limited(chunks, counter, max_bytes, sizes), name))  # type: ignore[arg-type]
         records = counter.finish()
+    except STORAGE_ERRORS as exc:
+        log.warning("Storage refused an upload of account %s (%s)", account_id, describe(exc))
+        discard(name)  # a partial file; a bucket keeps nothing of a failed upload
+        raise StorageUnavailable() from exc
     except BaseException:
-        default_storage.delete(name)  # the partial file of a refused upload
+        discard(name)  # the partial file of a refused upload
         raise
     return Upload(stored, sizes[0] if sizes else 0, records, fmt)
 
@@ -164,8 +172,9 @@ def upload_receive(*, request: HttpRequest, account_id: int, max_bytes: int, exp
 
     Raises PayloadTooLarge (413) before reading when Content-Length is over
     ``max_bytes``, or while streaming; UnsupportedFormat (415); InvalidUpload
-    (400) for content the worker could not read. On any error nothing stays
-    in storage.
+    (400) for content the worker could not read; StorageUnavailable (503)
+    when storage refuses or does not answer. On any error nothing stays in
+    storage.
     """
     content_type = request.META.get("CONTENT_TYPE", "")
     multipart = content_type.lower().startswith("multipart/form-data")
@@ -225,11 +234,11 @@ def _receive_multipart(
                 exhaust(part)
     except MultiPartParserError as exc:
         if upload is not None:
-            default_storage.delete(upload.name)
+            discard(upload.name)
         raise InvalidRequest(f"The multipart body is malformed: {exc}") from None
     except BaseException:
         if upload is not None:
-            default_storage.delete(upload.name)
+            discard(upload.name)
         raise
     if upload is None:
         raise InvalidRequest("The multipart body has no 'file' part.")
