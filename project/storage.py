@@ -19,6 +19,10 @@ log = logging.getLogger("tollgate.storage")
 # The filesystem (OSError: a missing file, a full disk, permissions) or a
 # bucket (refused, unreachable, timed out, access denied, no such key).
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, BotoCoreError, ClientError)
+# Of those, what a bucket raises. A bucket creates an object whole or not at
+# all (one PUT, or a multipart upload that is completed), so a failed save
+# leaves nothing to delete; the filesystem may leave a partial file.
+BUCKET_ERRORS: tuple[type[BaseException], ...] = (BotoCoreError, ClientError)
 
 
 def describe(exc: BaseException) -> str:

@@ -38,7 +38,7 @@ from django.http.multipartparser import (  # type: ignore[attr-defined]
 )
 from django.utils.http import parse_header_parameters
 
-from project.storage import STORAGE_ERRORS, describe, discard
+from project.storage import BUCKET_ERRORS, STORAGE_ERRORS, describe, discard
 from validation.exceptions import InvalidRequest, PayloadTooLarge, StorageUnavailable, UnsupportedFormat
 from validation.formats import Counter, counter_for
 
@@ -74,12 +74,18 @@ class Upload:
 
 class _Stream:
     """A read-only, forward-only file over an iterator of chunks, which is
-    all ``Storage.save`` needs (it calls ``chunks()``; S3 calls ``read()``)."""
+    all ``Storage.save`` needs (the filesystem calls ``chunks()``; a bucket
+    ``read()``s one part at a time)."""
+
+    closed = False
 
     def __init__(self, chunks: Iterator[bytes], name: str) -> None:
         self._chunks = chunks
         self._buffer = b""
         self.name = name
+
+    def readable(self) -> bool:
+        return True
 
     def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
         if self._buffer:
@@ -88,15 +94,20 @@ class _Stream:
         yield from self._chunks
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
+        """Up to ``size`` bytes (all that is left when negative), joined once:
+        a bucket reads a whole part this way."""
+        parts, have = [self._buffer] if self._buffer else [], len(self._buffer)
+        self._buffer = b""
+        while size < 0 or have < size:
             chunk = next(self._chunks, b"")
             if not chunk:
                 break
-            self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        del parts
+        if 0 <= size < len(data):
+            data, self._buffer = data[:size], data[size:]
         return data
 
     def seekable(self) -> bool:
@@ -144,7 +155,8 @@ def _store(chunks: Iterator[bytes], *, account_id: int, fmt: str, max_bytes: int
         records = counter.finish()
     except STORAGE_ERRORS as exc:
         log.warning("Storage refused an upload of account %s (%s)", account_id, describe(exc))
-        discard(name)  # a partial file; a bucket keeps nothing of a failed upload
+        if not isinstance(exc, BUCKET_ERRORS):
+            discard(name)  # a partial file; a bucket that failed keeps nothing (and may not answer)
         raise StorageUnavailable() from exc
     except BaseException:
         discard(name)  # the partial file of a refused upload
