@@ -47,12 +47,16 @@ QUIET_SECONDS = 10.0
 LOCK_WAIT = 0.05
 
 
+CAUSE_BYTES = 200
+
+
 class _State(ctypes.Structure):
     _fields_ = [
         ("started", ctypes.c_double),  # monotonic start of the outage, 0 when none
         ("last_failure", ctypes.c_double),
         ("closed_at", ctypes.c_double),  # the breaker lets attempts through from then on
         ("failures", ctypes.c_long),
+        ("cause", ctypes.c_char * CAUSE_BYTES),  # why the breaker last opened
     ]
 
 
@@ -96,9 +100,20 @@ class Outage:
         finally:
             self._lock.release()
 
-    def trip(self) -> None:
+    @property
+    def cause(self) -> str:
+        """Why the breaker last opened."""
+        return self._state.cause.decode("utf-8", "replace")
+
+    def trip(self, exc: BaseException) -> None:
         """A connection failed (refused, timed out, dropped): open the breaker."""
-        self._update(lambda state, now: setattr(state, "closed_at", now + BREAKER_SECONDS))
+        cause = _one_line(exc).encode("utf-8", "replace")[: CAUSE_BYTES - 1]
+
+        def update(state: _State, now: float) -> None:
+            state.closed_at = now + BREAKER_SECONDS
+            state.cause = cause
+
+        self._update(update)
 
     def answered(self) -> None:
         """The database answered: close the breaker, and end the outage once
@@ -133,9 +148,7 @@ class Outage:
         self._update(update)
         if started:
             log.warning(
-                "Database unavailable (%s: %s); API answers are 503 service_unavailable until it is back",
-                type(exc).__name__,
-                str(exc).strip().splitlines()[0] if str(exc).strip() else "no message",
+                "Database unavailable (%s); API answers are 503 service_unavailable until it is back", _one_line(exc)
             )
 
     def _update(self, change: Callable[[_State, float], None]) -> None:
@@ -145,6 +158,11 @@ class Outage:
             change(self._state, self.clock())
         finally:
             self._lock.release()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"
 
 
 # One per family of processes (see the module docstring).

@@ -94,14 +94,14 @@ def gunicorn_command(port: int, workers: int) -> list[str]:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int = 2, cwd: Path = ROOT) -> Iterator[str]:
+def gunicorn(env: dict[str, str], *, workers: int = 2, cwd: Path = ROOT, log_path: Path | None = None) -> Iterator[str]:
     """A real gunicorn (with gunicorn.conf.py) on a free port, run from
-    ``cwd``; yields its base URL. What it logged is printed when the test
-    fails (pytest shows stdout)."""
+    ``cwd``; yields its base URL. What it logged goes to ``log_path`` (for
+    the test to read) and is printed when the test fails (pytest shows stdout)."""
     port = free_port()
     if cwd != ROOT:
         env = {**env, "PYTHONPATH": str(ROOT)}
-    with tempfile.TemporaryFile("w+") as log:
+    with open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(
             gunicorn_command(port, workers), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
         )

@@ -41,6 +41,7 @@ from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from project.database import outage
 from project.storage import STORAGE_ERRORS
 from validation.jobs import job_enqueue, job_fail, job_files_delete, job_refund, upload_discard
 from validation.models import JobStatus, ValidationJob
@@ -149,10 +150,14 @@ def jobs_recover(*, now: datetime | None = None) -> Recovered:
 
 
 def jobs_recover_safely() -> Recovered | None:
-    """:func:`jobs_recover`, logging instead of raising when Redis or the
-    database is unreachable: a worker must outlive an outage."""
+    """:func:`jobs_recover`, logging instead of raising when Redis, storage
+    or the database is unreachable (the database once per outage,
+    ``project.database``): a worker must outlive an outage."""
     try:
         return jobs_recover()
-    except (RedisError, DatabaseError, *STORAGE_ERRORS) as exc:
+    except DatabaseError as exc:
+        outage.failed(exc)  # one line per outage, not one per sweep
+        return None
+    except (RedisError, *STORAGE_ERRORS) as exc:
         log.warning("Job recovery skipped this time: %s: %s", type(exc).__name__, exc)
         return None

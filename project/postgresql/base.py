@@ -44,11 +44,12 @@ class DeadlineConnection(psycopg.Connection):  # type: ignore[type-arg]
             result = super().wait(gen, interval=interval, timeout=self.deadline if timeout is None else timeout)
         except _WaitTimeout:
             self.close()
-            outage.trip()
-            raise DatabaseTimeout(f"the database did not answer within {self.deadline:g} s") from None
-        except psycopg.OperationalError:
+            timeout = DatabaseTimeout(f"the database did not answer within {self.deadline:g} s")
+            outage.trip(timeout)
+            raise timeout from None
+        except psycopg.OperationalError as exc:
             if self.broken:
-                outage.trip()  # the server went away under the query
+                outage.trip(exc)  # the server went away under the query
             raise
         outage.answered()
         return result
@@ -81,11 +82,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if not outage.allow():
-            raise psycopg.OperationalError("the database failed a moment ago; not trying again yet")
+            raise psycopg.OperationalError(f"not trying again yet after {outage.cause}")
         try:
             connection = super().get_new_connection(conn_params)
-        except psycopg.OperationalError:
-            outage.trip()
+        except psycopg.OperationalError as exc:
+            outage.trip(exc)
             raise
         connection.deadline = self.deadline
         outage.answered()
