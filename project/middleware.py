@@ -1,4 +1,5 @@
-"""Turns API errors and faults into the one JSON error shape, in one place."""
+"""Turns API errors and faults into the one JSON error shape, in one place;
+and answers health probes before anything validates their Host."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from health import views as health_views
 from project.database import database_unavailable
 from project.errors import ApiError, ServiceUnavailable
 
@@ -42,3 +44,24 @@ class ApiErrorMiddleware:
         if isinstance(exception, (OperationalError, InterfaceError)):
             return database_unavailable(exception).response()
         return None
+
+
+class HealthProbeMiddleware:
+    """Serves ``GET /health``, ``/health/ready`` and ``/health/live`` before
+    any other middleware, so that no ``ALLOWED_HOSTS`` check refuses a
+    platform's probe (Render's and Kubernetes' may send an internal address;
+    a custom domain must not break them). The answers reveal no addresses."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.probes: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+            "/health": health_views.health,
+            "/health/ready": health_views.health,
+            "/health/live": health_views.live,
+        }
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = self.probes.get(request.path_info)
+        if probe is not None and request.method == "GET":
+            return probe(request)
+        return self.get_response(request)

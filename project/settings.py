@@ -80,6 +80,10 @@ if not SECRET_KEY:
     SECRET_KEY = "django-insecure-tollgate-development-only-never-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
+# Render names the service's own host here; its health checks and the
+# onrender.com address keep working beside a custom domain.
+if os.environ.get("RENDER_EXTERNAL_HOSTNAME"):
+    ALLOWED_HOSTS.append(os.environ["RENDER_EXTERNAL_HOSTNAME"])
 
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 # How long the web server and the worker keep trying an unreachable Redis
@@ -116,6 +120,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Answers the platform's health checks whatever Host they send (a probe
+    # may use an internal address that ALLOWED_HOSTS does not list).
+    "project.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Turns ApiError and faults into the one JSON error shape under /api/.

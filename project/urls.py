@@ -27,7 +27,7 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
     return page_not_found(request, exception)  # type: ignore[arg-type]
 
 
-def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
     """Django's 400 for a suspicious request (a ``Host`` not in
     ``ALLOWED_HOSTS``, too many fields...), in the API's error shape."""
     if request.path.startswith("/api/"):

@@ -64,10 +64,10 @@ class PostgresServer:
         return psycopg.connect(self.url(database), connect_timeout=2, autocommit=True)
 
     def start(self) -> PostgresServer:
-        settings = ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
+        listen = ["-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.directory)]
+        durability = ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
         self.process = subprocess.Popen(
-            [self.postgres, "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.directory)]
-            + settings,
+            [self.postgres, "-D", str(self.data), *listen, *durability],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             user=self.user,

@@ -88,7 +88,7 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: flo
 
 def gunicorn_command(port: int, workers: int) -> list[str]:
     return [
-        *(sys.executable, "-m", "gunicorn", "project.wsgi", "--config", str(ROOT / "gunicorn.conf.py")),
+        *(sys.executable, "-m", "project.serve", "--config", str(ROOT / "gunicorn.conf.py")),
         *("--bind", f"127.0.0.1:{port}", "--workers", str(workers)),
     ]
 

@@ -53,6 +53,8 @@ DEFAULT_STALE_SECONDS = 60.0
 DEFAULT_ENQUEUE_GRACE = 5.0
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_RETENTION_DAYS = 7.0
+# Faults after which a sweep is simply tried again at the next interval.
+_NEXT_TIME: tuple[type[BaseException], ...] = (RedisError, *STORAGE_ERRORS)
 # Rows examined per kind per sweep: bounded work however large the backlog.
 BATCH = 5000
 
@@ -158,6 +160,6 @@ def jobs_recover_safely() -> Recovered | None:
     except DatabaseError as exc:
         outage.failed(exc)  # one line per outage, not one per sweep
         return None
-    except (RedisError, *STORAGE_ERRORS) as exc:
+    except _NEXT_TIME as exc:
         log.warning("Job recovery skipped this time: %s: %s", type(exc).__name__, exc)
         return None

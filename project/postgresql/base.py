@@ -44,9 +44,9 @@ class DeadlineConnection(psycopg.Connection):  # type: ignore[type-arg]
             result = super().wait(gen, interval=interval, timeout=self.deadline if timeout is None else timeout)
         except _WaitTimeout:
             self.close()
-            timeout = DatabaseTimeout(f"the database did not answer within {self.deadline:g} s")
-            outage.trip(timeout)
-            raise timeout from None
+            error = DatabaseTimeout(f"the database did not answer within {self.deadline:g} s")
+            outage.trip(error)
+            raise error from None
         except psycopg.OperationalError as exc:
             if self.broken:
                 outage.trip(exc)  # the server went away under the query
@@ -66,7 +66,7 @@ class _Driver:
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
-    Database = _Driver()
+    Database = _Driver()  # type: ignore[assignment]
 
     def get_connection_params(self) -> dict[str, Any]:
         params: dict[str, Any] = super().get_connection_params()
