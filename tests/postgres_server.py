@@ -21,12 +21,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
 
-from tests.redis_server import free_port
+from tests.redis_server import free_port, wait_until_up
 
 INSTALL_HINT = (
     "PostgreSQL's server programs (initdb, postgres) are not installed. Install them (Debian/Ubuntu: "
@@ -73,16 +72,15 @@ class PostgresServer:
             user=self.user,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self.connect().close()
-                return self
-            except psycopg.OperationalError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"postgres did not start on port {self.port}") from None
-                time.sleep(0.05)
+        try:
+            probe = lambda: self.connect().close()  # noqa: E731
+            wait_until_up(
+                probe, self.process, f"postgres on port {self.port}", errors=(psycopg.OperationalError,), timeout=30
+            )
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def create_database(self, name: str) -> str:
         with self.connect() as connection:

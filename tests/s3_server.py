@@ -8,24 +8,21 @@ one keeps everything.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 import boto3
 import httpx
 
-from tests.redis_server import free_port
+from tests.redis_server import ServerProcess, free_port, wait_until_up
 
 REGION = "us-east-1"
 ACCESS_KEY = "tests-access-key"
 SECRET_KEY = "tests-secret-key"
 
 
-class S3Server:
+class S3Server(ServerProcess):
     def __init__(self) -> None:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -40,32 +37,18 @@ class S3Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.endpoint}/moto-api/", timeout=1)
-                return self
-            except httpx.HTTPError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"moto_server did not start on port {self.port}") from None
-                time.sleep(0.05)
+        try:
+            probe = lambda: httpx.get(f"{self.endpoint}/moto-api/", timeout=1)  # noqa: E731
+            wait_until_up(
+                probe, self.process, f"moto_server on port {self.port}", errors=(httpx.HTTPError,), timeout=30
+            )
+        except RuntimeError:
+            self.kill()
+            raise
+        return self
 
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait()
-
-    stop = kill
-
-    def pause(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
+    def stop(self) -> None:
+        self.kill()
 
     def client(self) -> Any:
         return boto3.client(

@@ -89,28 +89,18 @@ def job_run(*, job_id: Any) -> str:
         # once its heartbeat is stale.
         log.exception("Job %s attempt %s lost its database", job.pk, job.attempts)
         raise
-    except STORAGE_ERRORS as exc:
-        # The upload cannot be read or the report cannot be written: not the
-        # client's doing, so the job fails and its quota is refunded.
-        log.warning("Job %s attempt %s failed: storage: %s", job.pk, job.attempts, describe(exc))
-        job_fail(
-            job_id=job.pk,
-            attempt=job.attempts,
-            code="storage_unavailable",
-            message="Storage did not answer while the job ran; its reserved quota was refunded.",
-        )
-        return "failed"
-    except Exception:
-        # Any other error is a bug on our side: the job fails (logged with its
-        # traceback) and its quota is refunded, as the contract above says,
-        # rather than being retried forever by recovery.
-        log.exception("Job %s attempt %s failed", job.pk, job.attempts)
-        job_fail(
-            job_id=job.pk,
-            attempt=job.attempts,
-            code="internal_error",
-            message="The job failed on the server; its reserved quota was refunded.",
-        )
+    except Exception as exc:
+        # Storage that fails (the upload cannot be read, the report cannot be
+        # written) is not the client's doing, and any other error is a bug on
+        # our side: either way the job fails and its quota is refunded, as the
+        # contract above says, rather than being retried forever by recovery.
+        if isinstance(exc, STORAGE_ERRORS):
+            log.warning("Job %s attempt %s failed: storage: %s", job.pk, job.attempts, describe(exc))
+            code, message = "storage_unavailable", "Storage did not answer while the job ran"
+        else:
+            log.exception("Job %s attempt %s failed", job.pk, job.attempts)
+            code, message = "internal_error", "The job failed on the server"
+        job_fail(job_id=job.pk, attempt=job.attempts, code=code, message=f"{message}; its reserved quota was refunded.")
         return "failed"
     upload_discard(job_id=job.pk)
     return "succeeded"
