@@ -40,7 +40,7 @@ PROBE_LEASE_SECONDS = 15.0
 # An outage ends once the database answers again and nothing failed for this
 # long: a database that is slow rather than down fails some queries and
 # answers others, and that is one outage, not one per request.
-QUIET_SECONDS = 10.0
+QUIET_SECONDS = 5.0
 # The shared state is updated under a lock; a process that cannot take it
 # this fast skips the update rather than wait (a killed holder must not stop
 # the others).

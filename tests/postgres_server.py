@@ -99,15 +99,18 @@ class PostgresServer:
                 self.process.wait()
 
     def pause(self) -> None:
-        """Hang the whole server: the postmaster and every backend."""
+        """Hang the whole server: the postmaster first (so that no backend is
+        forked after), then every backend, the one that listed them last."""
         assert self.process is not None
         with self.connect() as connection:
-            backends = [pid for (pid,) in connection.execute("SELECT pid FROM pg_stat_activity").fetchall()]
-        self._paused = []
-        for pid in (self.process.pid, *backends):
+            os.kill(self.process.pid, signal.SIGSTOP)
+            self._paused = [self.process.pid]
+            rows = connection.execute("SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()").fetchall()
+            own = connection.info.backend_pid
+        for pid in (*(pid for (pid,) in rows), own):
             try:
                 os.kill(pid, signal.SIGSTOP)
-            except ProcessLookupError:  # the backend that answered has gone
+            except ProcessLookupError:  # a backend that has just exited
                 continue
             self._paused.append(pid)
 

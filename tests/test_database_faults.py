@@ -1,4 +1,4 @@
-"""The database down or hung under load, on a private PostgreSQL cluster, with
+"""The database down, hung or too slow under load, on a private PostgreSQL cluster, with
 the real gunicorn (two sync workers): every ``/api/`` answer is 200 or 503
 ``service_unavailable`` (never 500), no request waits much longer than the
 database timeouts, ``/health`` says 503 while the database is away and 200
@@ -19,10 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
+from project.database import QUIET_SECONDS
 from tests.postgres_server import PostgresServer
 from tests.processes import ROOT, gunicorn, service_env
 from tests.redis_server import RedisServer
-from tests.validation.stack import FAST_RECOVERY, Client, worker
+from tests.validation.stack import FAST_RECOVERY, Client, wait_for, worker
 
 pytestmark = pytest.mark.e2e
 
@@ -156,30 +157,45 @@ def run_fault(web: tuple[str, Path], cluster: tuple[PostgresServer, str], fault:
     with Load(base, key) as load:
         time.sleep(1.5)
         began = time.monotonic()
-        server.pause() if fault == "hang" else server.stop()
-        time.sleep(6)
+        if fault == "slow":
+            # Every statement on the schema table waits for this lock until
+            # its statement timeout cancels it.
+            locker = server.connect("tollgate")
+            locker.execute("BEGIN")
+            locker.execute("LOCK TABLE validation_schema IN ACCESS EXCLUSIVE MODE")
+        else:
+            server.pause() if fault == "hang" else server.stop()
+        time.sleep(4)
         ended = time.monotonic()
-        server.resume() if fault == "hang" else server.start()
-        time.sleep(6)
+        if fault == "slow":
+            locker.execute("ROLLBACK")
+            locker.close()
+        else:
+            server.resume() if fault == "hang" else server.start()
+        time.sleep(QUIET_SECONDS + 2)  # long enough for the outage to end
     return load, began, ended
 
 
-def check_fault(load: Load, began: float, ended: float, log_path: Path, logged_before: int) -> dict[str, Any]:
+def check_fault(
+    load: Load, began: float, ended: float, log_path: Path, logged_before: int, *, health: int = 503
+) -> dict[str, Any]:
     answers = load.answers
     by_status: dict[int, int] = {}
     for answer in answers:
         by_status[answer.status] = by_status.get(answer.status, 0) + 1
     assert set(by_status) <= {200, 503}, by_status  # never a 500
     during = load.between(began + 0.5, ended)
-    api_503 = [a for a in during if a.status == 503 and a.path.startswith("/api/")]
-    assert api_503, "the outage gave no 503"
+    # Begun during the fault (a request may have waited its turn behind slow ones).
+    api_503 = [a for a in load.between(began, ended) if a.status == 503 and a.path.startswith("/api/")]
+    assert api_503, ("the outage gave no 503", sorted({(a.path, a.status) for a in during}), len(during))
     assert all(a.code == "service_unavailable" and a.retry_after for a in api_503)
-    assert {a.status for a in during if a.path == "/health"} == {503}
+    assert {a.status for a in during if a.path == "/health"} == {health}
     assert all(a.status == 200 for a in load.between(ended + 4, ended + 100)), "not every endpoint recovered"
     longest = max(a.seconds for a in answers)
     assert longest < LONGEST, f"a request took {longest:.1f} s"
     lines = outage_lines(log_path)[logged_before:]
     assert len(lines) == 1, lines  # one line per outage, for both workers
+    assert "Database answering again" in log_path.read_text().split(lines[0])[-1]  # and one when it ended
     return {"counts": by_status, "longest": round(longest, 2), "requests": len(answers)}
 
 
@@ -195,6 +211,7 @@ def test_database_hung_under_load(
 ) -> None:
     logged_before = len(outage_lines(web[1]))
     with worker(env) as rq:  # the RQ worker lives through the hang too
+        wait_for(lambda: "Listening on" in rq.output(), timeout=60)
         load, began, ended = run_fault(web, cluster, "hang")
         figures = check_fault(load, began, ended, web[1], logged_before)
         print("database hung:", figures)
@@ -206,3 +223,11 @@ def test_database_hung_under_load(
         assert rq.process.poll() is None
         worker_lines = [line for line in rq.output().splitlines() if "Database unavailable" in line]
     assert len(worker_lines) == 1, worker_lines  # it noticed, once, and went on
+
+
+def test_database_too_slow_under_load(web: tuple[str, Path], cluster: tuple[PostgresServer, str]) -> None:
+    logged_before = len(outage_lines(web[1]))
+    load, began, ended = run_fault(web, cluster, "slow")
+    # The server answers SELECT 1: /health stays 200 while statements time out.
+    figures = check_fault(load, began, ended, web[1], logged_before, health=200)
+    print("database too slow:", figures)

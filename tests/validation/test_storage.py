@@ -15,6 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from botocore.response import StreamingBody
+from django.core.files.storage import default_storage
 from django.test import RequestFactory
 from django.test.utils import override_settings
 from django.utils import timezone
@@ -83,6 +85,8 @@ def test_a_job_runs_from_the_bucket_and_its_report_streams_out(db: None, bucket:
     api = make_api()
     body, records, invalid = big_ndjson(3)
     job_id = upload(api, body).json()["id"]
+    with default_storage.open(ValidationJob.objects.get(pk=job_id).upload) as opened:
+        assert isinstance(opened.file, StreamingBody)  # the object's body, read as it is consumed
     assert job_run(job_id=job_id) == "succeeded"
     job = ValidationJob.objects.get(pk=job_id)
     assert (job.processed, job.invalid_count) == (records, records // 10_000 * len(invalid))
