@@ -131,7 +131,7 @@ class Outage:
 
         self._update(update)
         for seconds, failures in ended:
-            log.info("Database answering again: the outage lasted %.1f s, %s failure(s)", seconds, failures)
+            log.info("Database answering again, after %s failed call(s) over %.1f s", failures, seconds)
 
     def failed(self, exc: BaseException) -> None:
         """An answer failed because of the database. The first failure of an

@@ -41,6 +41,13 @@ def _program(name: str) -> str:
     return found
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (``ps``, as on Linux and macOS)."""
+    listing = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], check=True, capture_output=True, text=True).stdout
+    pairs = (line.split() for line in listing.splitlines() if line.strip())
+    return [int(child) for child, parent in pairs if int(parent) == pid]
+
+
 class PostgresServer:
     def __init__(self) -> None:
         self.initdb, self.postgres = _program("initdb"), _program("postgres")
@@ -100,14 +107,12 @@ class PostgresServer:
 
     def pause(self) -> None:
         """Hang the whole server: the postmaster first (so that no backend is
-        forked after), then every backend, the one that listed them last."""
+        forked after), then every process it forked, a backend still
+        authenticating too."""
         assert self.process is not None
-        with self.connect() as connection:
-            os.kill(self.process.pid, signal.SIGSTOP)
-            self._paused = [self.process.pid]
-            rows = connection.execute("SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()").fetchall()
-            own = connection.info.backend_pid
-        for pid in (*(pid for (pid,) in rows), own):
+        os.kill(self.process.pid, signal.SIGSTOP)
+        self._paused = [self.process.pid]
+        for pid in _children(self.process.pid):
             try:
                 os.kill(pid, signal.SIGSTOP)
             except ProcessLookupError:  # a backend that has just exited

@@ -192,13 +192,16 @@ def check_fault(
     for answer in answers:
         by_status[answer.status] = by_status.get(answer.status, 0) + 1
     assert set(by_status) <= {200, 503}, by_status  # never a 500
-    during = load.between(began + 0.5, ended)
     # Answered during the fault (a request may have waited its turn behind slow ones).
     finished = [a for a in load.answers if began <= a.at + a.seconds <= ended + 1]
     api_503 = [a for a in finished if a.status == 503 and a.path.startswith("/api/")]
     assert api_503, "the outage gave no 503"
     assert all(a.code == "service_unavailable" and a.retry_after for a in api_503)
-    assert {a.status for a in during if a.path == "/health"} == {health}
+    # /health answered while the database was away: 503 (down, hung), 200 (slow: SELECT 1 answers).
+    health_statuses = {
+        a.status for a in load.answers if a.path == "/health" and began + 0.5 <= a.at + a.seconds <= ended
+    }
+    assert health_statuses <= {health} and (health_statuses or health == 200), health_statuses
     assert all(a.status == 200 for a in load.between(ended + 4, ended + 100)), "not every endpoint recovered"
     longest = max(a.seconds for a in answers)
     assert longest < LONGEST, f"a request took {longest:.1f} s"

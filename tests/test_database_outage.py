@@ -49,7 +49,7 @@ def test_an_outage_is_logged_once_and_its_end_once(outage: Outage, clock: Clock,
     clock.now += QUIET_SECONDS
     outage.answered()
     outage.answered()
-    assert lines(caplog, logging.INFO) == ["Database answering again: the outage lasted 5.0 s, 51 failure(s)"]
+    assert lines(caplog, logging.INFO) == ["Database answering again, after 51 failed call(s) over 5.0 s"]
     assert not outage.active
     outage.failed(OperationalError("again"))
     assert len(lines(caplog, logging.WARNING)) == 2  # a new outage
