@@ -8,6 +8,7 @@ and ``WEB_CONCURRENCY``.
 
 import os
 
+# project.serve (the Procfile's web command) has checked that both are numbers.
 bind = [f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 preload_app = True

@@ -269,7 +269,8 @@ def _job_paths() -> Json:
                     )
                 },
                 tag="jobs",
-                errors=(404, 409),
+                errors=(404, 409, 410),
+                description="Streamed from storage as it is read; 410 `report_expired` after the retention period.",
                 parameters=[JOB_ID],
             ),
         },

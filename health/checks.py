@@ -1,5 +1,6 @@
 """Health checks: small dataclasses with ``run()``, listed where the view is
-set up (health.views).
+set up (health.views). The database check runs on a thread of its own and is
+given one second; the Redis checks share the time bound below.
 
 The counters and the queue share one Redis (one configuration, project.redis),
 so once a check finds it unreachable the other Redis checks report the same
@@ -14,9 +15,14 @@ safe to show. Any other exception is logged and shown as a generic error.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from django.db import DatabaseError, connection
 from redis.exceptions import RedisError
 
 from quotas.limiter import get_backend
@@ -90,6 +96,66 @@ class RedisServerCheck:
             return {"status": "connected", **get_backend().server_info()}
         except (RedisError, OSError) as exc:
             raise Unavailable(type(exc).__name__) from None
+
+
+class _DatabaseProber:
+    """Runs ``SELECT 1`` on a thread of its own, one probe at a time, so that
+    a caller can stop waiting for it: a hung database holds that thread up to
+    its deadline (``project.postgresql``), never the health report. A probe
+    opens its own connection and closes it again."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health-database")
+        self._lock = threading.Lock()
+        self._running: Future[str] | None = None
+
+    def start(self) -> Future[str]:
+        """The probe in flight, or a new one."""
+        with self._lock:
+            if self._running is None or self._running.done():
+                self._running = self._pool.submit(self._select_one)
+            return self._running
+
+    @staticmethod
+    def _select_one() -> str:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return connection.vendor
+        finally:
+            connection.close()
+
+
+_prober = _DatabaseProber()
+
+
+@dataclass
+class DatabaseCheck:
+    """The database answers ``SELECT 1`` within ``timeout`` seconds. The
+    probe starts when the check is made, so it runs while the checks listed
+    before it do; ``run()`` waits for what is left of the ``timeout``."""
+
+    name: str = "database"
+    timeout: float = 1.0
+    probe: Future[str] = field(init=False, repr=False)
+    started: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.started = time.monotonic()
+        self.probe = _prober.start()
+
+    @property
+    def backend(self) -> str:
+        return connection.vendor
+
+    def run(self) -> dict[str, Any]:
+        try:
+            self.probe.result(timeout=max(0.0, self.started + self.timeout - time.monotonic()))
+        except FutureTimeout:
+            raise Unavailable("timeout") from None
+        except DatabaseError as exc:
+            raise Unavailable(type(exc).__name__) from None
+        return {"status": "connected", "backend": self.backend}
 
 
 def _run_one(check: Check) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Health endpoints.
 
-- ``/health`` and ``/health/ready``: 200 when Redis (counters and queue)
-  answers, 503 otherwise; within a second even when Redis hangs.
+- ``/health`` and ``/health/ready``: 200 when the database and Redis
+  (counters and queue) answer, 503 otherwise; within about a second even when
+  either hangs.
 - ``/health/live``: the process answers; no dependency is touched.
 - ``/admin/health/redis``: the same plus the Redis server's facts, for a staff
   session or ``Authorization: Bearer <HEALTH_TOKEN>``.
@@ -20,7 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 import project
-from health.checks import Check, CounterBackendCheck, QueueCheck, RedisServerCheck, run_checks
+from health.checks import Check, CounterBackendCheck, DatabaseCheck, QueueCheck, RedisServerCheck, run_checks
 from project.api import json_response
 from project.errors import error_response
 from project.redis import display_address
@@ -31,12 +32,14 @@ def _status(results: dict[str, dict[str, Any]]) -> str:
 
 
 def _public_report() -> tuple[dict[str, Any], int]:
-    results = run_checks([CounterBackendCheck(), QueueCheck()])
+    # The database probe starts first and runs while Redis is checked.
+    results = run_checks([DatabaseCheck(), CounterBackendCheck(), QueueCheck()])
     status = _status(results)
     body = {
         "status": status,
         "version": project.__version__,
         "environment": settings.ENVIRONMENT,
+        "database": _without_error(results["database"]),
         "redis": _without_error(results["counter_backend"]),
         "queue": _without_error(results["queue_service"]),
     }

@@ -1,4 +1,4 @@
-"""System checks for the Redis configuration.
+"""System checks for the Redis and storage configuration.
 
 ``manage.py check --deploy`` (run by the release phase) reports a missing or
 malformed ``REDIS_URL`` and an unreachable Redis as errors, so a deploy stops
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 from redis.exceptions import RedisError
 
 from project.redis import display_url, url_problem
@@ -18,6 +18,7 @@ from project.redis import display_url, url_problem
 E001 = "REDIS_URL is not set; Tollgate needs Redis unless DEMO_MODE=true."
 E002 = "REDIS_URL is not a Redis URL: {problem}."
 E003 = "Redis at {url} is unreachable: {error}."
+W001 = "Uploads and error reports are stored on this host's disk (MEDIA_ROOT)."
 
 
 @register(Tags.caches, deploy=True)
@@ -49,3 +50,19 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
         ]
     return []
+
+
+@register(deploy=True)
+def check_storage(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """On a platform the web and the worker have disks of their own: jobs
+    would fail ``storage_unavailable`` without a shared bucket."""
+    if settings.DEMO_MODE or settings.STORAGES["default"]["BACKEND"] != "django.core.files.storage.FileSystemStorage":
+        return []
+    return [
+        Warning(
+            W001,
+            hint="The worker must see the same files: on Heroku and Render set AWS_STORAGE_BUCKET_NAME "
+            "(and the bucket's AWS_* variables) for both processes.",
+            id="project.W001",
+        )
+    ]

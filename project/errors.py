@@ -59,7 +59,7 @@ class InvalidJson(ApiError):
 
 
 class ServiceUnavailable(ApiError):
-    """A dependency (Redis) did not answer in time; the client may retry."""
+    """A dependency (Redis, the database) did not answer in time; the client may retry."""
 
     status, code, message = 503, "service_unavailable", "A backing service is unavailable."
 
@@ -75,16 +75,22 @@ def error_response(
     *,
     details: Any = None,
     headers: Mapping[str, str] | None = None,
+    deliberate: bool = True,
 ) -> HttpResponse:
-    """The JSON error response; ``details`` is left out when None."""
+    """The JSON error response; ``details`` is left out when None.
+
+    A ``deliberate`` answer (every 4xx, a 503 for an outage) is logged, if at
+    all, where it is decided, so Django's request logger is told to skip it;
+    an answer to an unexpected error (``deliberate=False``: a 500) is left
+    for Django to log with its traceback and to mail to ``ADMINS``."""
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
     response = HttpResponse(orjson.dumps({"error": body}), status=status, content_type="application/json")
     for name, value in (headers or {}).items():
         response[name] = value
-    # A deliberate answer, logged (rate-limited) where it is decided: keep
-    # django.request from logging every 503 of an outage as an ERROR (and
-    # mailing it to ADMINS).
-    response._has_been_logged = True  # type: ignore[attr-defined]
+    if deliberate:
+        # Keep django.request from logging every 503 of an outage as an ERROR
+        # (and mailing it to ADMINS).
+        response._has_been_logged = True  # type: ignore[attr-defined]
     return response

@@ -15,6 +15,8 @@ from redis.connection import ConnectionPool
 from redis.retry import Retry
 
 SCHEMES = ("redis", "rediss", "unix")
+# TLS certificate checks of rediss:// (REDIS_SSL_CERT_REQS), the default first.
+SSL_CERT_REQS = ("required", "optional", "none")
 
 # redis-py waits up to a minute by default and retries three times with backoff;
 # a request must never be held more than about a second by a hung Redis. A
@@ -82,12 +84,14 @@ def password_of(url: str) -> str:
         return ""
 
 
-def connection_pool_kwargs(url: str) -> dict[str, Any]:
+def connection_pool_kwargs(url: str, ssl_cert_reqs: str = "required") -> dict[str, Any]:
     """Options for every connection pool built from ``url``.
 
-    ``rediss://`` verifies the server's certificate unless the URL itself says
-    ``?ssl_cert_reqs=none`` (Heroku's self-signed certificates); redis-py lets
-    the URL's query override these keyword arguments.
+    ``rediss://`` verifies the server's certificate as ``ssl_cert_reqs``
+    says (``REDIS_SSL_CERT_REQS``: ``required`` unless set to ``none`` for
+    Heroku's self-signed certificates); a ``?ssl_cert_reqs=`` in the URL
+    itself still wins, since redis-py lets the URL's query override these
+    keyword arguments.
     """
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": CONNECT_TIMEOUT,
@@ -96,7 +100,7 @@ def connection_pool_kwargs(url: str) -> dict[str, Any]:
         "health_check_interval": HEALTH_CHECK_INTERVAL,
     }
     if urlsplit(url).scheme == "rediss":
-        kwargs["ssl_cert_reqs"] = "required"
+        kwargs["ssl_cert_reqs"] = ssl_cert_reqs
     return kwargs
 
 
@@ -129,7 +133,7 @@ class PinnedTimeoutConnectionPool(ConnectionPool):
         self._connection_kwargs = _PinnedTimeouts(self._connection_kwargs)
 
 
-def cache_config(url: str) -> dict[str, Any]:
+def cache_config(url: str, ssl_cert_reqs: str = "required") -> dict[str, Any]:
     """The ``CACHES["default"]`` entry for ``url`` (django-redis)."""
     return {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -138,6 +142,6 @@ def cache_config(url: str) -> dict[str, Any]:
         "OPTIONS": {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "CONNECTION_POOL_CLASS": "project.redis.PinnedTimeoutConnectionPool",
-            "CONNECTION_POOL_KWARGS": connection_pool_kwargs(url),
+            "CONNECTION_POOL_KWARGS": connection_pool_kwargs(url, ssl_cert_reqs),
         },
     }

@@ -5,7 +5,8 @@ but ``REDIS_URL`` and ``CACHES["default"]["LOCATION"]`` carry the Redis password
 inside an innocent-looking value, and so do local variables in redis-py's
 frames. Here every string that leaves through a log record or an exception
 report is passed through :func:`project.redis.redact`, which removes URL
-passwords and the configured Redis password wherever it appears.
+passwords and the configured Redis password, database password and bucket
+secret key wherever they appear.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from project.redis import password_of, redact
 
 
 def _secrets() -> tuple[str, ...]:
-    return (password_of(getattr(settings, "REDIS_URL", "")),)
+    """The Redis password, the database's and the bucket's secret key."""
+    storage_options = settings.STORAGES.get("default", {}).get("OPTIONS", {})
+    return (
+        password_of(getattr(settings, "REDIS_URL", "")),
+        settings.DATABASES.get("default", {}).get("PASSWORD") or "",
+        storage_options.get("secret_key") or "",
+    )
 
 
 def redact_text(text: str) -> str:

@@ -11,7 +11,9 @@ server and the worker start (``project.startup``) and reported by
 from __future__ import annotations
 
 import os
+from email.utils import getaddresses
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -33,6 +35,27 @@ def _env_bool(name: str, default: bool = False) -> bool:
     if value.strip().lower() in _FALSE:
         return False
     raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}.")
+
+
+def _env_number(name: str, default: float, kind: type[int] | type[float] = float) -> Any:
+    """The variable ``name`` as a number of ``kind``; ImproperlyConfigured
+    naming the variable when it is not one."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return kind(default)
+    try:
+        return kind(value)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ImproperlyConfigured(f"{name} must be {what}, not {value!r}.") from None
+
+
+def _env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """The variable ``name``, one of ``choices`` (the first is the default)."""
+    value = os.environ.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+    return value
 
 
 def _env_list(name: str, default: str) -> list[str]:
@@ -57,22 +80,27 @@ if not SECRET_KEY:
     SECRET_KEY = "django-insecure-tollgate-development-only-never-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
+# Render names the service's own host here; its health checks and the
+# onrender.com address keep working beside a custom domain.
+if os.environ.get("RENDER_EXTERNAL_HOSTNAME"):
+    ALLOWED_HOSTS.append(os.environ["RENDER_EXTERNAL_HOSTNAME"])
 
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 # How long the web server and the worker keep trying an unreachable Redis
 # before they refuse to start. Platforms restart a process that exits, so a
 # short wait plus a restart beats a long wait that hides the problem.
-REDIS_STARTUP_WAIT = float(os.environ.get("REDIS_STARTUP_WAIT", "8"))
+REDIS_STARTUP_WAIT = _env_number("REDIS_STARTUP_WAIT", 8)
 HEALTH_TOKEN = os.environ.get("HEALTH_TOKEN", "")
 # How often the admin's operations page refreshes itself, in seconds.
-OPERATIONS_REFRESH_SECONDS = float(os.environ.get("OPERATIONS_REFRESH_SECONDS", "3"))
+OPERATIONS_REFRESH_SECONDS = _env_number("OPERATIONS_REFRESH_SECONDS", 3)
 
 RATELIMIT_FAIL_MODES = ("closed", "open")
-RATELIMIT_FAIL_MODE = os.environ.get("RATELIMIT_FAIL_MODE", "closed").strip().lower()
-if RATELIMIT_FAIL_MODE not in RATELIMIT_FAIL_MODES:
-    raise ImproperlyConfigured(
-        f"RATELIMIT_FAIL_MODE must be one of {', '.join(RATELIMIT_FAIL_MODES)}, not {RATELIMIT_FAIL_MODE!r}."
-    )
+RATELIMIT_FAIL_MODE = _env_choice("RATELIMIT_FAIL_MODE", RATELIMIT_FAIL_MODES)
+# TLS certificate verification for rediss:// URLs. Heroku's Key-Value Store
+# uses self-signed certificates and rotates REDIS_URL, so the choice lives in
+# a variable of its own instead of in the URL (a ?ssl_cert_reqs= in the URL
+# still wins).
+REDIS_SSL_CERT_REQS = _env_choice("REDIS_SSL_CERT_REQS", redis_config.SSL_CERT_REQS)
 
 INSTALLED_APPS = [
     # First, so its runserver and rqworker (with the Redis gate) win.
@@ -92,6 +120,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Answers the platform's health checks whatever Host they send (a probe
+    # may use an internal address that ALLOWED_HOSTS does not list).
+    "project.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Turns ApiError and faults into the one JSON error shape under /api/.
@@ -131,11 +162,26 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Bounds on every wait for PostgreSQL (project.postgresql): a connection
+# attempt gives up after the connect timeout; a statement is cancelled by the
+# server after the statement timeout, and given up by the client shortly after
+# that if the server does not answer at all (hung, or its host gone). The
+# web's are short (a request must answer); the worker's (set by
+# `manage.py rqworker`) longer; `migrate` runs without a statement timeout.
+DATABASE_CONNECT_TIMEOUT = _env_number("DATABASE_CONNECT_TIMEOUT", 2)
+DATABASE_STATEMENT_TIMEOUT = _env_number("DATABASE_STATEMENT_TIMEOUT", 10)
+DATABASE_WORKER_CONNECT_TIMEOUT = _env_number("DATABASE_WORKER_CONNECT_TIMEOUT", 5)
+DATABASE_WORKER_STATEMENT_TIMEOUT = _env_number("DATABASE_WORKER_STATEMENT_TIMEOUT", 60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several web workers and the RQ worker share one file: wait for a lock
     # instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "project.postgresql"
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        connect_timeout=DATABASE_CONNECT_TIMEOUT, statement_timeout=DATABASE_STATEMENT_TIMEOUT
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -144,7 +190,7 @@ if DEMO_MODE:
 else:
     # Built even when REDIS_URL is empty so that build commands load; nothing
     # connects until the gate or a request does.
-    CACHES = {"default": redis_config.cache_config(REDIS_URL or "redis://unset.invalid:6379/0")}
+    CACHES = {"default": redis_config.cache_config(REDIS_URL or "redis://unset.invalid:6379/0", REDIS_SSL_CERT_REQS)}
 
 # django-rq reuses the cache's connection pool: TLS, timeouts and retries are
 # configured once, in project.redis.
@@ -163,22 +209,55 @@ RQ_SHOW_ADMIN_LINK = False
 # older than VALIDATION_STALE_SECONDS lost its worker and is run again; every
 # worker sweeps every VALIDATION_RECOVERY_INTERVAL seconds. A job whose
 # workers died VALIDATION_MAX_ATTEMPTS times is failed and refunded.
-VALIDATION_RECOVERY_INTERVAL = float(os.environ.get("VALIDATION_RECOVERY_INTERVAL", "10"))
-VALIDATION_STALE_SECONDS = float(os.environ.get("VALIDATION_STALE_SECONDS", "60"))
-VALIDATION_MAX_ATTEMPTS = int(os.environ.get("VALIDATION_MAX_ATTEMPTS", "3"))
+VALIDATION_RECOVERY_INTERVAL = _env_number("VALIDATION_RECOVERY_INTERVAL", 10)
+VALIDATION_STALE_SECONDS = _env_number("VALIDATION_STALE_SECONDS", 60)
+VALIDATION_MAX_ATTEMPTS = _env_number("VALIDATION_MAX_ATTEMPTS", 3, int)
 # A queued job younger than this is not yet expected in RQ (commit -> enqueue).
-VALIDATION_ENQUEUE_GRACE = float(os.environ.get("VALIDATION_ENQUEUE_GRACE", "5"))
+VALIDATION_ENQUEUE_GRACE = _env_number("VALIDATION_ENQUEUE_GRACE", 5)
 # How often a running job writes its progress (and heartbeat), in seconds.
-VALIDATION_PROGRESS_SECONDS = float(os.environ.get("VALIDATION_PROGRESS_SECONDS", "1"))
+VALIDATION_PROGRESS_SECONDS = _env_number("VALIDATION_PROGRESS_SECONDS", 1)
 # Instances nested deeper than this are rejected (record error too_deep).
-VALIDATION_MAX_DEPTH = int(os.environ.get("VALIDATION_MAX_DEPTH", "64"))
+VALIDATION_MAX_DEPTH = _env_number("VALIDATION_MAX_DEPTH", 64, int)
 # Backtracking steps a `pattern` regex may take per match.
-VALIDATION_REGEX_BACKTRACK_LIMIT = int(os.environ.get("VALIDATION_REGEX_BACKTRACK_LIMIT", "100000"))
+VALIDATION_REGEX_BACKTRACK_LIMIT = _env_number("VALIDATION_REGEX_BACKTRACK_LIMIT", 100000, int)
 # The longest line / CSV record of an upload, in bytes.
-VALIDATION_MAX_RECORD_BYTES = int(os.environ.get("VALIDATION_MAX_RECORD_BYTES", str(16 * 1024 * 1024)))
+VALIDATION_MAX_RECORD_BYTES = _env_number("VALIDATION_MAX_RECORD_BYTES", 16 * 1024 * 1024, int)
 
+# A finished job's files (its upload, its error report) are deleted by the
+# worker this long after the job finished; the row stays.
+VALIDATION_RETENTION_DAYS = _env_number("VALIDATION_RETENTION_DAYS", 7)
+
+# --- Object storage (uploads and error reports) ----------------------------
+# The local filesystem (MEDIA_ROOT) unless a bucket is named: then any
+# S3-compatible bucket (AWS S3, Cloudflare R2, Backblaze B2, MinIO, Heroku's
+# Bucketeer), through django-storages and boto3 (project.s3_storage). The web and
+# the worker must then see the same bucket; they share nothing else.
+AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "").strip()
+if AWS_STORAGE_BUCKET_NAME:
+    _default_storage: dict[str, Any] = {
+        "BACKEND": "project.s3_storage.StreamingS3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL", "").strip() or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME", "").strip() or None,
+            "access_key": os.environ.get("AWS_ACCESS_KEY_ID", "").strip() or None,
+            "secret_key": os.environ.get("AWS_SECRET_ACCESS_KEY", "").strip() or None,
+            # A key prefix, so that one bucket can serve several deployments.
+            "location": os.environ.get("AWS_LOCATION", "").strip().strip("/"),
+            "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE", "").strip() or None,
+            "connect_timeout": _env_number("STORAGE_CONNECT_TIMEOUT", 2),
+            "read_timeout": _env_number("STORAGE_READ_TIMEOUT", 5),
+            "max_attempts": _env_number("STORAGE_MAX_ATTEMPTS", 2, int),
+            # Objects are private; nothing is ever served by URL.
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": True,
+        },
+    }
+else:
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
@@ -208,7 +287,19 @@ CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
 # (with HSTS) on a platform that terminates TLS.
 SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT")
 SECURE_REDIRECT_EXEMPT = [r"^health"]
-SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_SECONDS = _env_number("SECURE_HSTS_SECONDS", 0, int)
+
+# Every 500 is logged with its traceback and, when ADMINS is set, mailed to
+# them: "Ops <ops@example.com>, dev@example.com". Mail goes out through
+# EMAIL_HOST (Django's SMTP settings, from the variables of the same names).
+ADMINS = [(name or address, address) for name, address in getaddresses([os.environ.get("ADMINS", "")]) if address]
+SERVER_EMAIL = os.environ.get("SERVER_EMAIL", "tollgate@localhost")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = _env_number("EMAIL_PORT", 25, int)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS")
+EMAIL_TIMEOUT = 10
 
 # The Redis password must never reach an error page or a 500 e-mail.
 DEFAULT_EXCEPTION_REPORTER = "project.reporting.RedactingExceptionReporter"

@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
+from django.views.defaults import bad_request, page_not_found, server_error
 
 from apidocs import views as apidocs_views
 from health import views as health_views
@@ -22,14 +24,25 @@ urlpatterns = [
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if request.path.startswith("/api/"):
         return error_response(404, "not_found", "No such endpoint or object.")
-    from django.views.defaults import page_not_found
+    return page_not_found(request, exception)  # type: ignore[arg-type]
 
-    return page_not_found(request, exception)
+
+def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 for a suspicious request (a ``Host`` not in
+    ``ALLOWED_HOSTS``, too many fields...), in the API's error shape."""
+    if request.path.startswith("/api/"):
+        message = "The request is invalid."
+        if isinstance(exception, DisallowedHost):
+            message = "The Host header names a host this service does not serve."
+        return error_response(400, "bad_request", message)
+    return bad_request(request, exception)
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
+    """Django logs the error with its traceback (and mails ADMINS) after
+    this answer is built: the body's claim holds."""
     if request.path.startswith("/api/"):
-        return error_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
-    from django.views.defaults import server_error
-
+        return error_response(
+            500, "internal_error", "An unexpected error occurred; it has been logged.", deliberate=False
+        )
     return server_error(request)

@@ -25,7 +25,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from project.errors import ServiceUnavailable
+from project.database import database_unavailable, outage
 from quotas import keys
 from quotas.exceptions import InvalidApiKey, LimiterUnavailable, LimitExceeded
 from quotas.headers import decision_headers
@@ -154,9 +154,8 @@ def authenticate_key(raw: str) -> KeyRecord:
             _unavailable()  # raises in fail mode closed
             # Fail mode open: authenticate from the database alone, uncached.
             record = _load(parsed.prefix, generation="")
-    except DatabaseError:
-        log.exception("Database unavailable while loading API key %s", parsed.prefix)
-        raise ServiceUnavailable("The database did not answer; retry shortly.") from None
+    except DatabaseError as exc:
+        raise database_unavailable(exc) from None
     if not isinstance(record, KeyRecord) or not keys.secret_matches(parsed.secret, record.secret_hash):
         raise InvalidApiKey()
     if not record.valid_now():
@@ -172,8 +171,8 @@ def _touch(record: KeyRecord) -> None:
     _touched[record.prefix] = now
     try:
         ApiKey.objects.filter(pk=record.key_id).update(last_used_at=timezone.now())
-    except DatabaseError:
-        log.warning("Could not record the last use of API key %s", record.prefix)
+    except DatabaseError as exc:
+        outage.failed(exc)  # logged once per outage; the request goes on
 
 
 class Meter:
@@ -225,9 +224,8 @@ def _charge(meter: Meter, requests: int, units: int) -> Decision | None:
     except (RedisError, OSError) as exc:
         _open_breaker(exc)
         return _unavailable()
-    except DatabaseError:
-        log.exception("Database unavailable while reloading API key %s", meter.record.prefix)
-        raise ServiceUnavailable("The database did not answer; retry shortly.") from None
+    except DatabaseError as exc:
+        raise database_unavailable(exc) from None
 
 
 def _unavailable() -> Decision | None:

@@ -12,9 +12,11 @@ from collections.abc import Iterator
 import pytest
 from django.test.utils import override_settings
 
+from project.database import outage
 from project.redis import cache_config
 from quotas import meter
 from tests.redis_server import RedisServer
+from tests.s3_server import S3Server
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +37,10 @@ def _fresh_state(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> 
     redis_server.client().flushall()  # the suite's own server, never a shared one
     meter.forget_records()
     monkeypatch.setattr(meter, "_breaker_open_until", 0.0)
+    outage.reset()
     yield
     meter.forget_records()
+    outage.reset()
 
 
 @pytest.fixture
@@ -58,3 +62,21 @@ def api_key(db: None) -> str:
 
 def bearer(key: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """The suite's S3-compatible server (moto), started when a test first
+    needs it. Tests pause and resume it, never stop it; each uses buckets of
+    its own."""
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_s3() -> Iterator[S3Server]:
+    """An S3-compatible server for this test alone, which it may stop."""
+    server = S3Server().start()
+    yield server
+    server.stop()

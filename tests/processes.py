@@ -19,7 +19,10 @@ import httpx
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-_SCRUBBED = ("DEMO_MODE", "REDIS_URL", "DEBUG", "RATELIMIT_FAIL_MODE", "HEALTH_TOKEN", "DJANGO_SETTINGS_MODULE")
+_SCRUBBED = (
+    *("DEMO_MODE", "REDIS_URL", "DEBUG", "RATELIMIT_FAIL_MODE", "HEALTH_TOKEN", "DJANGO_SETTINGS_MODULE"),
+    *("REDIS_SSL_CERT_REQS", "AWS_STORAGE_BUCKET_NAME", "ADMINS", "MEDIA_ROOT"),
+)
 
 
 def database_url() -> str:
@@ -112,17 +115,23 @@ def alive(pid: int) -> bool:
 
 
 def gunicorn_command(port: int, workers: int) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    return [
+        *(sys.executable, "-m", "project.serve", "--config", str(ROOT / "gunicorn.conf.py")),
+        *("--bind", f"127.0.0.1:{port}", "--workers", str(workers)),
+    ]
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int = 2) -> Iterator[str]:
-    """A real gunicorn (with gunicorn.conf.py) on a free port; yields its base
-    URL. What it logged is printed when the test fails (pytest shows stdout)."""
+def gunicorn(env: dict[str, str], *, workers: int = 2, cwd: Path = ROOT, log_path: Path | None = None) -> Iterator[str]:
+    """A real gunicorn (with gunicorn.conf.py) on a free port, run from
+    ``cwd``; yields its base URL. What it logged goes to ``log_path`` (for
+    the test to read) and is printed when the test fails (pytest shows stdout)."""
     port = free_port()
-    with tempfile.TemporaryFile("w+") as log:
+    if cwd != ROOT:
+        env = {**env, "PYTHONPATH": str(ROOT)}
+    with open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(
-            gunicorn_command(port, workers), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+            gunicorn_command(port, workers), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
         )
         base = f"http://127.0.0.1:{port}"
         try:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -31,7 +32,49 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class RedisServer:
+def wait_until_up(
+    probe: Callable[[], object],
+    process: subprocess.Popen[bytes],
+    what: str,
+    *,
+    errors: tuple[type[Exception], ...],
+    timeout: float = 10,
+) -> None:
+    """Call ``probe`` until it stops raising ``errors``; RuntimeError naming
+    ``what`` if ``process`` exits or ``timeout`` passes first (the caller
+    stops it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            probe()
+            return
+        except errors:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.02)
+
+
+class ServerProcess:
+    """A server in one process of this test's, which it may kill or pause."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait()
+
+    def pause(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+
+class RedisServer(ServerProcess):
     def __init__(self, *, password: str | None = None, tls: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -93,30 +136,14 @@ class RedisServer:
         if self.password:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client().ping()
-                return self
-            except redis.RedisError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait()
-
-    def pause(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
+        try:
+            wait_until_up(
+                self.client().ping, self.process, f"redis-server on port {self.port}", errors=(redis.RedisError,)
+            )
+        except RuntimeError:
+            self.kill()
+            raise
+        return self
 
     def restart(self) -> None:
         self.kill()

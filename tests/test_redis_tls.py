@@ -35,3 +35,9 @@ def test_a_trusted_certificate_verifies(tls_redis: RedisServer) -> None:
     result = load_wsgi(service_env(REDIS_URL=f"{tls_redis.url}?ssl_ca_certs={tls_redis.certificate}"))
     assert result.returncode == 0, result.stderr
     assert "✓ Queue service initialized" in result.stderr
+
+
+def test_redis_ssl_cert_reqs_none_is_honoured_without_touching_the_url(tls_redis: RedisServer) -> None:
+    result = load_wsgi(service_env(REDIS_URL=tls_redis.url, REDIS_SSL_CERT_REQS="none"))
+    assert result.returncode == 0, result.stderr
+    assert f"✓ Redis counter backend connected: 127.0.0.1:{tls_redis.port}" in result.stderr

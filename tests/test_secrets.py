@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.test import Client
 from django.test.utils import override_settings
@@ -69,3 +70,11 @@ def test_debug_error_page_has_no_password() -> None:
     assert response.status_code == 500
     assert b"could not use" in response.content
     assert PASSWORD.encode() not in response.content
+
+
+def test_the_database_password_and_the_bucket_secret_are_redacted_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    record = logging.LogRecord("tollgate", logging.ERROR, __file__, 1, "%s %s", ("db-pw-123", "s3-secret-456"), None)
+    monkeypatch.setitem(settings.DATABASES["default"], "PASSWORD", "db-pw-123")
+    with override_settings(STORAGES={"default": {"BACKEND": "x", "OPTIONS": {"secret_key": "s3-secret-456"}}}):
+        RedactSecretsFilter().filter(record)
+    assert record.getMessage() == "*** ***"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from project.errors import ApiError, NotFound
+from project.errors import ApiError, NotFound, ServiceUnavailable
 
 
 class InvalidRequest(ApiError):
@@ -63,3 +63,17 @@ class UnsupportedFormat(ApiError):
 
 class InvalidUpload(ApiError):
     status, code, message = 400, "invalid_upload", "The upload cannot be read in its format."
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """503: object storage refused or did not answer; nothing was kept."""
+
+    code = "storage_unavailable"
+    message = "Storage for uploads did not answer; nothing was stored or charged. Retry shortly."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, retry_after=5)
+
+
+class ReportExpired(ApiError):
+    status, code, message = 410, "report_expired", "The job's files were deleted after the retention period."

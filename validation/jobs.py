@@ -19,11 +19,11 @@ import logging
 import uuid
 from typing import Any
 
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from project.storage import discard
 from quotas.limiter import get_backend
 from validation.exceptions import JobFinished, JobNotFound
 from validation.models import ACTIVE_STATUSES, JobStatus, Schema, ValidationJob
@@ -150,9 +150,22 @@ def job_refund(*, job_id: Any) -> bool:
 
 
 def upload_discard(*, job_id: Any) -> None:
-    """Delete a finished job's upload from storage (it is never read again)."""
+    """Delete a finished job's upload from storage (it is never read again).
+    If storage does not answer, the name stays on the row and the retention
+    sweep deletes the file later."""
     job = ValidationJob.objects.filter(pk=job_id).exclude(upload="").only("upload", "status").first()
     if job is None or not job.is_finished:
         return
-    default_storage.delete(job.upload)
-    ValidationJob.objects.filter(pk=job_id, upload=job.upload).update(upload="")
+    if discard(job.upload):
+        ValidationJob.objects.filter(pk=job_id, upload=job.upload).update(upload="")
+
+
+def job_files_delete(*, job_id: Any) -> bool:
+    """Delete a finished job's files (upload and report) and record when;
+    the row and its summary stay. False if storage did not delete them (the
+    next sweep tries again)."""
+    job = ValidationJob.objects.filter(pk=job_id, files_deleted_at__isnull=True).only("upload", "report").first()
+    if job is None or not all([discard(job.upload), discard(job.report)]):
+        return False
+    ValidationJob.objects.filter(pk=job_id).update(upload="", report="", files_deleted_at=timezone.now())
+    return True

@@ -102,12 +102,20 @@ class ValidationJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When the worker deleted the job's files (upload, report) after the
+    # retention period (VALIDATION_RETENTION_DAYS); the row stays.
+    files_deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["account", "-created_at"], name="validation_job_account"),
             models.Index(fields=["status", "heartbeat_at"], name="validation_job_status"),
+            models.Index(
+                fields=["finished_at"],
+                condition=models.Q(files_deleted_at__isnull=True, finished_at__isnull=False),
+                name="validation_job_retention",
+            ),
         ]
 
     def __str__(self) -> str:

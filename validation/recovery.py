@@ -15,6 +15,9 @@ whose delivery is gone:
   has ended, or sits in no queue (Redis flushed or restarted, enqueue failed).
 - Refunds that Redis did not take are retried; uploads of cancelled jobs
   whose run died are deleted.
+- The files (upload, error report) of jobs that finished more than
+  ``VALIDATION_RETENTION_DAYS`` ago (default 7) are deleted; the rows stay
+  (``files_deleted_at``), and the report answers 410 ``report_expired``.
 
 Every hand-over is a conditional UPDATE on what the sweep saw, so concurrent
 sweeps (several workers) hand a job over once; and a job that is delivered
@@ -33,11 +36,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from validation.jobs import job_enqueue, job_fail, job_refund, upload_discard
+from project.database import outage
+from project.storage import STORAGE_ERRORS
+from validation.jobs import job_enqueue, job_fail, job_files_delete, job_refund, upload_discard
 from validation.models import JobStatus, ValidationJob
 from validation.queue import get_queue_service
 
@@ -46,6 +52,9 @@ log = logging.getLogger("tollgate.validation.recovery")
 DEFAULT_STALE_SECONDS = 60.0
 DEFAULT_ENQUEUE_GRACE = 5.0
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_RETENTION_DAYS = 7.0
+# Faults after which a sweep is simply tried again at the next interval.
+_NEXT_TIME: tuple[type[BaseException], ...] = (RedisError, *STORAGE_ERRORS)
 # Rows examined per kind per sweep: bounded work however large the backlog.
 BATCH = 5000
 
@@ -57,9 +66,10 @@ class Recovered:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     refunded: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.requeued or self.failed or self.refunded)
+        return bool(self.requeued or self.failed or self.refunded or self.expired)
 
 
 def _seconds(name: str, default: float) -> timedelta:
@@ -120,6 +130,14 @@ def _loose_ends(now: datetime, report: Recovered) -> None:
         upload_discard(job_id=job_id)
 
 
+def _expired_files(now: datetime, report: Recovered) -> None:
+    retention = timedelta(days=float(getattr(settings, "VALIDATION_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)))
+    expired = ValidationJob.objects.filter(files_deleted_at__isnull=True, finished_at__lt=now - retention)
+    for job_id in expired.values_list("pk", flat=True)[:BATCH]:
+        if job_files_delete(job_id=job_id):
+            report.expired.append(str(job_id))
+
+
 def jobs_recover(*, now: datetime | None = None) -> Recovered:
     """One sweep (see the module docstring). Raises RedisError when the
     queue cannot be read (the caller retries on its next sweep) and
@@ -129,16 +147,19 @@ def jobs_recover(*, now: datetime | None = None) -> Recovered:
     _stale_running(now, report)
     _undelivered(now, report)
     _loose_ends(now, report)
+    _expired_files(now, report)
     return report
 
 
 def jobs_recover_safely() -> Recovered | None:
-    """:func:`jobs_recover`, logging instead of raising when Redis or the
-    database is unreachable: a worker must outlive an outage."""
-    from django.db import DatabaseError
-
+    """:func:`jobs_recover`, logging instead of raising when Redis, storage
+    or the database is unreachable (the database once per outage,
+    ``project.database``): a worker must outlive an outage."""
     try:
         return jobs_recover()
-    except (RedisError, OSError, DatabaseError) as exc:
+    except DatabaseError as exc:
+        outage.failed(exc)  # one line per outage, not one per sweep
+        return None
+    except _NEXT_TIME as exc:
         log.warning("Job recovery skipped this time: %s: %s", type(exc).__name__, exc)
         return None

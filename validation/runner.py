@@ -13,7 +13,11 @@ Contract of :func:`job_run`:
   (after a crash) gives exactly the same result.
 - Progress (and the heartbeat recovery watches) is written about once a
   second (``VALIDATION_PROGRESS_SECONDS``).
-- An unexpected exception fails the job and refunds its quota; a database
+- The upload is streamed from storage as the engine consumes it (from a
+  bucket: one GET, read as it goes, ``project.s3_storage``).
+- Storage that fails (the upload cannot be read, the report cannot be
+  written) fails the job ``storage_unavailable``, and any other unexpected
+  exception ``internal_error``; either way its quota is refunded. A database
   that cannot be written leaves the row running, for recovery to rerun.
 """
 
@@ -36,6 +40,7 @@ from django.db import DatabaseError
 from django.db.models import F
 from django.utils import timezone
 
+from project.storage import STORAGE_ERRORS, describe, discard
 from validation.engine import CompiledSchema
 from validation.jobs import job_fail, job_refund, upload_discard
 from validation.models import JobStatus, ValidationJob
@@ -84,17 +89,18 @@ def job_run(*, job_id: Any) -> str:
         # once its heartbeat is stale.
         log.exception("Job %s attempt %s lost its database", job.pk, job.attempts)
         raise
-    except Exception:
-        # Any other error is a bug or a storage fault on our side: the job
-        # fails (logged with its traceback) and its quota is refunded, as the
+    except Exception as exc:
+        # Storage that fails (the upload cannot be read, the report cannot be
+        # written) is not the client's doing, and any other error is a bug on
+        # our side: either way the job fails and its quota is refunded, as the
         # contract above says, rather than being retried forever by recovery.
-        log.exception("Job %s attempt %s failed", job.pk, job.attempts)
-        job_fail(
-            job_id=job.pk,
-            attempt=job.attempts,
-            code="internal_error",
-            message="The job failed on the server; its reserved quota was refunded.",
-        )
+        if isinstance(exc, STORAGE_ERRORS):
+            log.warning("Job %s attempt %s failed: storage: %s", job.pk, job.attempts, describe(exc))
+            code, message = "storage_unavailable", "Storage did not answer while the job ran"
+        else:
+            log.exception("Job %s attempt %s failed", job.pk, job.attempts)
+            code, message = "internal_error", "The job failed on the server"
+        job_fail(job_id=job.pk, attempt=job.attempts, code=code, message=f"{message}; its reserved quota was refunded.")
         return "failed"
     upload_discard(job_id=job.pk)
     return "succeeded"
@@ -181,8 +187,7 @@ class _Run:
         try:
             self.write(status=JobStatus.SUCCEEDED, report=name, finished_at=timezone.now(), refund_units=overcharge)
         except Interrupted:
-            if name:
-                default_storage.delete(name)
+            discard(name)
             raise
         if overcharge:
             log.warning("Job %s reserved %s units for %s records", self.job.pk, reserved, self.processed)

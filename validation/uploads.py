@@ -1,10 +1,10 @@
 """Streaming a job's upload into Django's default storage, counted on the way.
 
 The body is read from the request as a stream, chunk by chunk, and each chunk
-goes to the storage backend (``STORAGES["default"]``: the filesystem, or S3
-through django-storages, by configuration alone) and to the format's record
-counter. Nothing holds the whole upload in memory, and ``request.body`` is
-never touched.
+goes to the storage backend (``STORAGES["default"]``: the filesystem, or a
+bucket as a multipart upload, ``project.s3_storage``) and to the format's
+record counter. Nothing holds the whole upload in memory (a bucket's upload
+holds one 8 MiB part), and ``request.body`` is never touched.
 
 Size: a ``Content-Length`` over the plan's limit is refused before a byte is
 read; a chunked body (no length; gunicorn de-chunks it and says so with
@@ -19,6 +19,7 @@ part streams to storage instead of to Django's upload handlers.
 from __future__ import annotations
 
 import io
+import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,8 +38,11 @@ from django.http.multipartparser import (  # type: ignore[attr-defined]
 )
 from django.utils.http import parse_header_parameters
 
-from validation.exceptions import InvalidRequest, PayloadTooLarge, UnsupportedFormat
+from project.storage import BUCKET_ERRORS, STORAGE_ERRORS, describe, discard
+from validation.exceptions import InvalidRequest, PayloadTooLarge, StorageUnavailable, UnsupportedFormat
 from validation.formats import Counter, counter_for
+
+log = logging.getLogger("tollgate.validation")
 
 CHUNK_BYTES = 1 << 20
 # Multipart framing (boundaries, part headers, the schema field) on top of the file.
@@ -70,12 +74,18 @@ class Upload:
 
 class _Stream:
     """A read-only, forward-only file over an iterator of chunks, which is
-    all ``Storage.save`` needs (it calls ``chunks()``; S3 calls ``read()``)."""
+    all ``Storage.save`` needs (the filesystem calls ``chunks()``; a bucket
+    ``read()``s one part at a time)."""
+
+    closed = False
 
     def __init__(self, chunks: Iterator[bytes], name: str) -> None:
         self._chunks = chunks
         self._buffer = b""
         self.name = name
+
+    def readable(self) -> bool:
+        return True
 
     def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
         if self._buffer:
@@ -84,15 +94,20 @@ class _Stream:
         yield from self._chunks
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
+        """Up to ``size`` bytes (all that is left when negative), joined once:
+        a bucket reads a whole part this way."""
+        parts, have = [self._buffer] if self._buffer else [], len(self._buffer)
+        self._buffer = b""
+        while size < 0 or have < size:
             chunk = next(self._chunks, b"")
             if not chunk:
                 break
-            self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        del parts
+        if 0 <= size < len(data):
+            data, self._buffer = data[:size], data[size:]
         return data
 
     def seekable(self) -> bool:
@@ -138,8 +153,13 @@ def _store(chunks: Iterator[bytes], *, account_id: int, fmt: str, max_bytes: int
     try:
         stored = default_storage.save(name, _Stream(_limited(chunks, counter, max_bytes, sizes), name))  # type: ignore[arg-type]
         records = counter.finish()
+    except STORAGE_ERRORS as exc:
+        log.warning("Storage refused an upload of account %s (%s)", account_id, describe(exc))
+        if not isinstance(exc, BUCKET_ERRORS):
+            discard(name)  # a partial file; a bucket that failed keeps nothing (and may not answer)
+        raise StorageUnavailable() from exc
     except BaseException:
-        default_storage.delete(name)  # the partial file of a refused upload
+        discard(name)  # the partial file of a refused upload
         raise
     return Upload(stored, sizes[0] if sizes else 0, records, fmt)
 
@@ -164,8 +184,9 @@ def upload_receive(*, request: HttpRequest, account_id: int, max_bytes: int, exp
 
     Raises PayloadTooLarge (413) before reading when Content-Length is over
     ``max_bytes``, or while streaming; UnsupportedFormat (415); InvalidUpload
-    (400) for content the worker could not read. On any error nothing stays
-    in storage.
+    (400) for content the worker could not read; StorageUnavailable (503)
+    when storage refuses or does not answer. On any error nothing stays in
+    storage.
     """
     content_type = request.META.get("CONTENT_TYPE", "")
     multipart = content_type.lower().startswith("multipart/form-data")
@@ -225,11 +246,11 @@ def _receive_multipart(
                 exhaust(part)
     except MultiPartParserError as exc:
         if upload is not None:
-            default_storage.delete(upload.name)
+            discard(upload.name)
         raise InvalidRequest(f"The multipart body is malformed: {exc}") from None
     except BaseException:
         if upload is not None:
-            default_storage.delete(upload.name)
+            discard(upload.name)
         raise
     if upload is None:
         raise InvalidRequest("The multipart body has no 'file' part.")

@@ -9,25 +9,28 @@ request against the rate limits and no units.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
-from redis.exceptions import RedisError
 
 from project.api import api_view, json_body, json_response
-from quotas.limiter import Decision, get_backend
-from quotas.meter import limit_exceeded
+from project.storage import STORAGE_ERRORS, describe
 from quotas.metering import charged_in_view, metered
 from validation import representations as show
-from validation.exceptions import InvalidRequest, InvalidUpload, PayloadTooLarge, ReportUnavailable
-from validation.jobs import job_cancel, job_create, job_get
+from validation.exceptions import (
+    InvalidRequest,
+    PayloadTooLarge,
+    ReportExpired,
+    ReportUnavailable,
+    StorageUnavailable,
+)
+from validation.jobs import job_cancel, job_get
 from validation.models import JobStatus, Schema, ValidationJob
-from validation.schemas import schema_get, schema_lookup, schema_register, valid_name
+from validation.schemas import schema_get, schema_register, valid_name
 from validation.services import payload_parse, payload_validate
-from validation.uploads import upload_receive
+from validation.submit import job_submit
 
 log = logging.getLogger("tollgate.validation")
 
@@ -82,68 +85,21 @@ def validate(request: HttpRequest) -> HttpResponse:
     return json_response(payload_validate(payload=payload))
 
 
-def _quota_left(decision: Decision | None) -> None:
-    """429 quota_exceeded if a quota has no unit left: the upload would be
-    refused anyway, so it is not read."""
-    for state in decision.states if decision else ():
-        if state.kind == "quota" and state.remaining <= 0:
-            raise limit_exceeded(decision, state, state.reset)  # type: ignore[arg-type]
-
-
-def _create_job(request: HttpRequest) -> HttpResponse:
-    meter = request.meter  # type: ignore[attr-defined]
-    account_id = meter.record.account_id
-    _quota_left(meter.charge(requests=1, units=0))
-    reference = show.query_value(request, "schema")
-    schema = schema_lookup(account_id=account_id, reference=reference) if reference else None
-    upload = upload_receive(
-        request=request,
-        account_id=account_id,
-        max_bytes=meter.record.max_upload_bytes,
-        explicit_format=show.query_value(request, "format"),
-    )
-    reservation = None
-    try:
-        if schema is None:
-            if not upload.schema_field:
-                raise InvalidRequest("Name the schema: ?schema=name/version or a multipart 'schema' field.")
-            schema = schema_lookup(account_id=account_id, reference=upload.schema_field)
-        if upload.records == 0:
-            raise InvalidUpload("The upload holds no records.")
-        reservation = meter.charge(requests=0, units=upload.records)
-        reserved_at = reservation.at_ms / 1000 if reservation else time.time()
-        job = job_create(
-            account_id=account_id,
-            schema=schema,
-            upload=upload,
-            units_reserved=upload.records if reservation else 0,
-            reserved_at=reserved_at,
-        )
-    except BaseException:
-        # Nothing accepted: nothing stored, nothing kept of the reservation.
-        default_storage.delete(upload.name)
-        if reservation is not None:
-            _give_back(account_id, upload.records, reservation)
-        raise
-    url = show.job_url(request, job)
-    body = {"id": str(job.pk), "status": job.status, "url": url, "records": job.total}
-    return json_response(body, status=202, headers={"Location": url})
-
-
-def _give_back(account_id: int, units: int, reservation: Decision) -> None:
-    try:
-        get_backend().refund(account_id, units, at=reservation.at_ms / 1000)
-    except (RedisError, OSError):
-        log.exception("Could not give back %s units reserved for a refused upload of account %s", units, account_id)
-
-
 @api_view("GET", "POST")
 @charged_in_view
 def jobs(request: HttpRequest) -> HttpResponse:
     """POST uploads a job (one request, then one unit per record); GET lists
     the account's jobs, newest first (one request)."""
     if request.method == "POST":
-        return _create_job(request)
+        job = job_submit(
+            request=request,
+            meter=request.meter,  # type: ignore[attr-defined]
+            schema_reference=show.query_value(request, "schema"),
+            explicit_format=show.query_value(request, "format"),
+        )
+        url = show.job_url(request, job)
+        body = {"id": str(job.pk), "status": job.status, "url": url, "records": job.total}
+        return json_response(body, status=202, headers={"Location": url})
     request.meter.charge(requests=1, units=0)  # type: ignore[attr-defined]
     rows = ValidationJob.objects.filter(account_id=_account(request)).select_related("schema")
     if status := show.query_value(request, "status"):
@@ -166,11 +122,20 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
 @api_view("GET")
 @metered(requests=1, units=0)
 def job_errors(request: HttpRequest, job_id: str) -> HttpResponse:
-    """The error report, NDJSON, streamed from storage: one line per invalid
-    record, ``{"record": N, "errors": [...]}``."""
+    """The error report, NDJSON, streamed from storage as it is read (never
+    whole in memory): one line per invalid record, ``{"record": N,
+    "errors": [...]}``. 410 ``report_expired`` once the retention period
+    deleted it; 503 ``storage_unavailable`` if storage does not answer."""
     job = job_get(account_id=_account(request), job_id=job_id)
     if job.status != "succeeded":
         raise ReportUnavailable(f"The job is {job.status}; its report exists once it has succeeded.")
+    if job.files_deleted_at is not None:
+        raise ReportExpired(details={"deleted_at": job.files_deleted_at.isoformat()})
     if not job.report:
         return HttpResponse(b"", content_type="application/x-ndjson")
-    return FileResponse(default_storage.open(job.report, "rb"), content_type="application/x-ndjson")  # type: ignore[return-value]
+    try:
+        report = default_storage.open(job.report, "rb")
+    except STORAGE_ERRORS as exc:
+        log.warning("Could not open the report of job %s (%s)", job.pk, describe(exc))
+        raise StorageUnavailable("Storage did not answer; retry shortly.") from exc
+    return FileResponse(report, content_type="application/x-ndjson")  # type: ignore[return-value]

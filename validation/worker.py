@@ -63,11 +63,12 @@ class ValidationWorker(Worker):
             connections.close_all()
         if report:
             self.log.info(
-                "Worker %s: recovery requeued %s, failed %s, refunded %s job(s)",
+                "Worker %s: recovery requeued %s, failed %s, refunded %s job(s), deleted the files of %s",
                 self.name,
                 len(report.requeued),
                 len(report.failed),
                 len(report.refunded),
+                len(report.expired),
             )
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:

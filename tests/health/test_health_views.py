@@ -4,12 +4,16 @@ import time
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.test.utils import override_settings
 
 import project
 from project.redis import cache_config
 from tests.redis_server import RedisServer
+
+# /health asks the database too.
+pytestmark = pytest.mark.django_db
 
 
 def test_health__healthy(client: Client, redis_server: RedisServer) -> None:
@@ -20,6 +24,7 @@ def test_health__healthy(client: Client, redis_server: RedisServer) -> None:
         "status": "healthy",
         "version": project.__version__,
         "environment": "test",
+        "database": {"status": "connected", "backend": connection.vendor},
         "redis": {"status": "connected", "backend": "redis"},
         "queue": {"status": "connected", "backend": "redis", "queue_depth": 0},
     }

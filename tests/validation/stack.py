@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,11 +32,11 @@ class Worker:
     """A ``manage.py rqworker validation`` process (its own session, so that
     it can be killed the way a platform kills a dyno)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path = ROOT) -> None:
         self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", "validation"],
-            cwd=ROOT,
+            [sys.executable, str(ROOT / "manage.py"), "rqworker", "validation"],
+            cwd=cwd,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -65,8 +66,8 @@ class Worker:
 
 
 @contextmanager
-def worker(env: dict[str, str]) -> Iterator[Worker]:
-    process = Worker(env)
+def worker(env: dict[str, str], cwd: Path = ROOT) -> Iterator[Worker]:
+    process = Worker(env, cwd)
     try:
         yield process
     finally:

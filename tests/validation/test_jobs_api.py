@@ -290,7 +290,7 @@ def test_a_job_that_cannot_be_recorded_keeps_neither_file_nor_units(
     def fail(**kwargs: Any) -> None:
         raise DatabaseError("the database went away")
 
-    monkeypatch.setattr("validation.views.job_create", fail)
+    monkeypatch.setattr("validation.submit.job_create", fail)
     with pytest.raises(DatabaseError):
         upload(order, ndjson(orders(20, invalid_every=5)[0]))
     assert stored_files(media_root) == []

@@ -149,15 +149,28 @@ def test_cancelling_a_running_job_stops_it_and_refunds_the_rest(
     assert row.upload == "" and stored_files(media_root) == []
 
 
-def test_a_server_side_failure_fails_the_job_and_refunds_it(db: None, media_root: Path) -> None:
+def test_a_storage_failure_fails_the_job_and_refunds_it(db: None, media_root: Path) -> None:
     job = create()
     default_storage.delete(job.upload)  # the upload is gone: not the client's fault
     assert used(job) == 200
     assert job_run(job_id=job.pk) == "failed"
     row = ValidationJob.objects.get(pk=job.pk)
     assert row.status == "failed"
-    assert row.error["code"] == "internal_error"
+    assert row.error["code"] == "storage_unavailable"
     assert row.refund_units == 200 and row.refunded_at is not None
+    assert used(job) == 0
+
+
+def test_a_bug_fails_the_job_internal_error_and_refunds_it(db: None, media_root: Path, monkeypatch: Any) -> None:
+    job = create()
+
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(runner, "schema_validator", broken)
+    assert job_run(job_id=job.pk) == "failed"
+    row = ValidationJob.objects.get(pk=job.pk)
+    assert row.error["code"] == "internal_error"
     assert used(job) == 0
 
 
