@@ -1,15 +1,19 @@
-"""Records of a stored upload, one at a time: ``(number, value, error)``.
+"""Records of a stored upload: split where it is read, parsed next to the engine.
 
-``error`` is None for a record the engine should see, or a record error
-(``invalid_json``, ``invalid_csv``, ``too_deep``) for one it must not; the
-job goes on either way. Numbers follow ``validation.formats``.
+:func:`raw_batches` splits a stored upload into :class:`RawBatch` es, the
+record bytes numbered, with the same splitters that counted the upload
+(``validation.formats``). :func:`parse_batch` turns one into a :class:`Batch`:
+the values the engine should see, and record errors (``invalid_json``,
+``invalid_csv``, ``too_deep``) for the records it must not; the job goes on
+either way. The two halves may run in two processes (``validation.guard``):
+a RawBatch and everything :func:`parse_batch` needs are plain data.
 
-CSV values are coerced by the types the schema declares for each column
-(top-level ``properties``, following ``$ref``s inside the same document):
-``integer``, ``number``, ``boolean`` (true/false), ``null`` (empty or
-``null``), ``object``/``array`` (the cell is JSON); a cell that fits no
-declared type stays a string, and the schema reports it. An empty cell is an
-absent property unless the column may be null.
+Numbers follow ``validation.formats``. CSV values are coerced by the types the
+schema declares for each column (top-level ``properties``, following
+``$ref``s inside the same document): ``integer``, ``number``, ``boolean``
+(true/false), ``null`` (empty or ``null``), ``object``/``array`` (the cell is
+JSON); a cell that fits no declared type stays a string, and the schema
+reports it. An empty cell is an absent property unless the column may be null.
 """
 
 from __future__ import annotations
@@ -17,27 +21,39 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
-import ijson
 import orjson
 
-from validation.engine import depth_error, max_depth, record_error, too_deep
-from validation.exceptions import InvalidUpload
-from validation.formats import CsvRecords, LineSplitter, read_chunks
+from validation.depth import max_depth, too_deep
+from validation.engine import depth_error, record_error
+from validation.formats import CsvRecords, LineSplitter, array_splitter, parse_header, read_chunks
 
 Record = tuple[int, Any, dict[str, Any] | None]
+Converter = Callable[[str], Any]
 _ABSENT = object()
-BATCH = 64
-SLICE = 64
+
+
+@dataclass(slots=True)
+class RawBatch:
+    """Consecutive records as bytes: ``items[i]`` is record ``numbers[i]``;
+    ``errors`` are records judged while splitting (a JSON item too deep to
+    parse), as ``(number, error)``. ``header`` names a CSV upload's columns."""
+
+    numbers: list[int] = field(default_factory=list)
+    items: list[bytes] = field(default_factory=list)
+    errors: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    header: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items) + len(self.errors)
 
 
 @dataclass(slots=True)
 class Batch:
-    """Consecutive records: ``values`` (for the engine) numbered by
-    ``numbers``, and record ``errors`` as ``(number, error)``. Batches let
-    the worker validate with ``map`` (no Python loop per valid record)."""
+    """Parsed records: ``values`` (for the engine) numbered by ``numbers``,
+    and record ``errors`` as ``(number, error)``."""
 
     values: list[Any] = field(default_factory=list)
     numbers: Sequence[int] = field(default_factory=list)
@@ -46,31 +62,92 @@ class Batch:
     def __len__(self) -> int:
         return len(self.values) + len(self.errors)
 
+    def in_order(self) -> list[Record]:
+        """Every record, values and errors merged, by number."""
+        merged: list[Record] = [(n, v, None) for n, v in zip(self.numbers, self.values, strict=True)]
+        merged += [(n, None, e) for n, e in self.errors]
+        merged.sort(key=lambda record: record[0])
+        return merged
+
 
 def records_of(batches: Iterable[Batch]) -> Iterator[Record]:
     """The records of ``batches`` one by one, in order (tests, small jobs)."""
     for batch in batches:
-        merged: list[tuple[int, Any, Any]] = [(n, v, None) for n, v in zip(batch.numbers, batch.values, strict=True)]
-        merged += [(n, None, e) for n, e in batch.errors]
-        yield from sorted(merged, key=lambda record: record[0])
+        yield from batch.in_order()
 
 
-def _ndjson_slow(lines: list[bytes], first: int, limit: int) -> Batch:
-    """Line by line, for a chunk with blank or broken lines."""
-    batch = Batch(numbers=[])
+def _numbered(lines: list[bytes], first: int) -> RawBatch:
+    """The non-blank ``lines``, numbered from ``first`` (blank lines count)."""
+    if all(lines) and not any(map(bytes.isspace, lines)):
+        return RawBatch(list(range(first, first + len(lines))), lines)
+    batch = RawBatch()
     for number, line in enumerate(lines, first):
-        if not line or line.isspace():
-            continue
+        if line and not line.isspace():
+            batch.numbers.append(number)
+            batch.items.append(line)
+    return batch
+
+
+def raw_batches(fmt: str, file: Any) -> Iterator[RawBatch]:
+    """The records of a stored upload of format ``fmt``, split, one batch per
+    chunk read. Raises InvalidUpload for a CSV upload without a header."""
+    chunks: Iterator[bytes] = read_chunks(file)
+    if fmt == "ndjson":
+        splitter = LineSplitter()
+        number = 1
+        for chunk in chain(chunks, [None]):
+            lines = splitter.feed(chunk) if chunk is not None else splitter.finish()
+            if lines:
+                batch = _numbered(lines, number)
+                number += len(lines)
+                if batch:
+                    yield batch
+        return
+    if fmt == "json":
+        items_of = array_splitter()
+        index, limit = 0, max_depth()
+        for chunk in chain(chunks, [None]):
+            items = items_of.feed(chunk) if chunk is not None else items_of.finish()
+            batch = RawBatch()
+            for item in items:
+                if item is None:
+                    batch.errors.append((index, depth_error(limit)))
+                else:
+                    batch.numbers.append(index)
+                    batch.items.append(item)
+                index += 1
+            if batch:
+                yield batch
+        return
+    records = CsvRecords()
+    header: list[str] | None = None
+    number = 0
+    for chunk in chain(chunks, [None]):
+        batch = RawBatch(header=header)
+        for record in records.feed(chunk) if chunk is not None else records.finish():
+            if header is None:
+                header = batch.header = parse_header(record)
+                continue
+            number += 1
+            batch.numbers.append(number)
+            batch.items.append(record)
+        if batch:
+            yield batch
+
+
+def _json_slow(raw: RawBatch, limit: int, label: str) -> Batch:
+    """Record by record, for a batch with broken JSON in it."""
+    batch = Batch(numbers=[])
+    for number, item in zip(raw.numbers, raw.items, strict=True):
         try:
-            value = orjson.loads(line)
+            value = orjson.loads(item)
         except orjson.JSONDecodeError as exc:
             # orjson refuses more than 1024 levels itself: that is too deep too.
             error = depth_error(limit) if "depth limit" in str(exc) else None
-            batch.errors.append((number, error or record_error("invalid_json", f"Line {number} is not JSON: {exc}")))
+            batch.errors.append((number, error or record_error("invalid_json", f"{label} {number} is not JSON: {exc}")))
             continue
         batch.values.append(value)
         batch.numbers.append(number)  # type: ignore[attr-defined]
-    _drop_deep(batch, limit)
     return batch
 
 
@@ -85,104 +162,60 @@ def _drop_deep(batch: Batch, limit: int) -> None:
     batch.numbers = numbers
 
 
-def ndjson_batches(file: Any) -> Iterator[Batch]:
-    """Batches of up to ``SLICE`` lines: small enough that a record is
-    still in the CPU cache when it is validated after being parsed."""
-    limit = max_depth()
-    splitter = LineSplitter()
-    loads = orjson.loads
-    number = 0
-    chunks = read_chunks(file)
-    while True:
-        chunk = next(chunks, None)
-        lines = splitter.feed(chunk) if chunk is not None else splitter.finish()
-        for start in range(0, len(lines), SLICE):
-            part = lines[start : start + SLICE]
-            first, number = number + 1, number + len(part)
-            try:
-                # The common case, at C speed: every line is a JSON document.
-                batch = Batch([loads(line) for line in part], range(first, number + 1))
-            except orjson.JSONDecodeError:
-                batch = _ndjson_slow(part, first, limit)
-            else:
-                # Depth cannot exceed the brackets on a line. The most "{" on
-                # any line plus the most "[" bounds them all, counted by C
-                # loops; only past the limit are values walked.
-                opens = max(map(bytes.count, part, repeat(b"{")), default=0)
-                if opens + max(map(bytes.count, part, repeat(b"[")), default=0) > limit:
-                    _drop_deep(batch, limit)
-            if len(batch):
-                yield batch
-        if chunk is None:
-            return
+def _json_texts(raw: RawBatch, limit: int, label: str) -> Batch:
+    try:
+        # The common case, at C speed: every record is a JSON document.
+        batch = Batch([orjson.loads(item) for item in raw.items], raw.numbers)
+    except orjson.JSONDecodeError:
+        batch = _json_slow(raw, limit, label)
+        _drop_deep(batch, limit)
+    else:
+        # Depth cannot exceed the brackets of a record. The most "{" in any
+        # record plus the most "[" bounds them all, counted by C loops; only
+        # past the limit are values walked.
+        items = raw.items
+        opens = max(map(bytes.count, items, repeat(b"{")), default=0)
+        if opens + max(map(bytes.count, items, repeat(b"[")), default=0) > limit:
+            _drop_deep(batch, limit)
+    batch.errors.extend(raw.errors)
+    return batch
 
 
-def _batched(records: Iterator[Record]) -> Iterator[Batch]:
+def parse_batch(fmt: str, raw: RawBatch, *, limit: int, converters: list[Converter] | None = None) -> Batch:
+    """Parse ``raw`` (format ``fmt``): values nesting at most ``limit``
+    levels; ``converters`` coerce a CSV upload's columns (:func:`converters_for`)."""
+    if fmt == "ndjson":
+        return _json_texts(raw, limit, "Line")
+    if fmt == "json":
+        return _json_texts(raw, limit, "Item")
     batch = Batch(numbers=[])
-    for number, value, error in records:
+    header = raw.header or []
+    for number, item in zip(raw.numbers, raw.items, strict=True):
+        number, value, error = _csv_row(number, item, header, converters or [], limit)
         if error is None:
             batch.values.append(value)
             batch.numbers.append(number)  # type: ignore[attr-defined]
         else:
             batch.errors.append((number, error))
-        if len(batch) >= BATCH:
-            yield batch
-            batch = Batch(numbers=[])
-    if len(batch):
-        yield batch
+    return batch
+
+
+def converters_for(schema: Any, header: list[str]) -> list[Converter]:
+    """The cell coercions of a CSV upload's columns under ``schema``."""
+    return [converter(column_types(schema, name)) for name in header]
 
 
 def batches(fmt: str, file: Any, schema: Any) -> Iterator[Batch]:
-    """The records of a stored upload of format ``fmt``, in batches."""
-    if fmt == "ndjson":
-        return ndjson_batches(file)
-    if fmt == "json":
-        return _batched(json_records(file))
-    return _batched(csv_records(file, schema))
-
-
-def json_records(file: Any) -> Iterator[Record]:
+    """The records of a stored upload, split and parsed in this process."""
     limit = max_depth()
-    for index, value in enumerate(ijson.items(file, "item", use_float=True)):
-        if isinstance(value, (dict, list)) and too_deep(value, limit):
-            yield index, None, depth_error(limit)
-        else:
-            yield index, value, None
+    converters: list[Converter] | None = None
+    for raw in raw_batches(fmt, file):
+        if fmt == "csv" and converters is None:
+            converters = converters_for(schema, raw.header or [])
+        yield parse_batch(fmt, raw, limit=limit, converters=converters)
 
 
-def parse_header(record: bytes) -> list[str]:
-    """The column names of a CSV header record. Raises InvalidUpload."""
-    try:
-        text = record.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidUpload("The CSV header is not UTF-8.") from None
-    names = [name.strip() for name in next(csv.reader([text]), [])]
-    if not names or any(not name for name in names) or len(set(names)) != len(names):
-        raise InvalidUpload("The CSV header must name every column, each once.")
-    return names
-
-
-def csv_records(file: Any, schema: Any) -> Iterator[Record]:
-    assembler = CsvRecords()
-    header: list[str] | None = None
-    converters: list[Callable[[str], Any]] = []
-    number = 0
-    chunks = read_chunks(file)
-    while True:
-        chunk = next(chunks, None)
-        records = assembler.feed(chunk) if chunk is not None else assembler.finish()
-        for record in records:
-            if header is None:
-                header = parse_header(record)
-                converters = [converter(column_types(schema, name)) for name in header]
-                continue
-            number += 1
-            yield _csv_row(number, record, header, converters)
-        if chunk is None:
-            return
-
-
-def _csv_row(number: int, record: bytes, header: list[str], converters: list[Callable[[str], Any]]) -> Record:
+def _csv_row(number: int, record: bytes, header: list[str], converters: list[Converter], limit: int) -> Record:
     try:
         text = record.decode("utf-8")
     except UnicodeDecodeError:
@@ -196,7 +229,6 @@ def _csv_row(number: int, record: bytes, header: list[str], converters: list[Cal
         value = convert(cell)
         if value is not _ABSENT:
             row[name] = value
-    limit = max_depth()
     if too_deep(row, limit):
         return number, None, depth_error(limit)
     return number, row, None

@@ -18,11 +18,13 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
 from project.api import api_view, json_body, json_response
+from project.errors import InvalidJson
 from quotas.limiter import Decision, get_backend
 from quotas.meter import limit_exceeded
 from quotas.metering import charged_in_view, metered
 from validation import representations as show
-from validation.exceptions import InvalidRequest, InvalidUpload, PayloadTooLarge, ReportUnavailable
+from validation.depth import max_depth
+from validation.exceptions import InvalidRequest, InvalidUpload, PayloadTooLarge, ReportUnavailable, TooDeep
 from validation.jobs import job_cancel, job_create, job_get
 from validation.models import JobStatus, Schema, ValidationJob
 from validation.schemas import schema_get, schema_lookup, schema_register, valid_name
@@ -37,6 +39,11 @@ def _json(request: HttpRequest) -> Any:
         return json_body(request)
     except RequestDataTooBig:
         raise PayloadTooLarge("The body is too large for this endpoint; send large data as a batch job.") from None
+    except InvalidJson as exc:
+        if "depth limit" not in str(exc.details):
+            raise
+        # orjson stops by itself past 1024 levels: deeper than any limit.
+        raise TooDeep("The body nests deeper than 1024 levels.", details={"max_depth": max_depth()}) from None
 
 
 def _account(request: HttpRequest) -> int:
