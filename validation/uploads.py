@@ -9,7 +9,9 @@ never touched.
 Size: a ``Content-Length`` over the plan's limit is refused before a byte is
 read; a chunked body (no length; gunicorn de-chunks it and says so with
 ``wsgi.input_terminated``) is counted as it streams and refused as soon as it
-passes the limit. Either way the partial file is deleted.
+passes the limit. Either way the partial file is deleted. A body whose framing
+is broken (a chunk size that is not hexadecimal, a body that ends early) is a
+400 ``invalid_request``, like a malformed multipart body.
 
 Multipart bodies are read with Django's own streaming multipart ``Parser``
 (the one ``request.FILES`` uses), driven part by part so that the ``file``
@@ -36,6 +38,7 @@ from django.http.multipartparser import (  # type: ignore[attr-defined]
     exhaust,
 )
 from django.utils.http import parse_header_parameters
+from gunicorn.http.errors import ParseException
 
 from validation.exceptions import InvalidRequest, PayloadTooLarge, UnsupportedFormat
 from validation.formats import Counter, counter_for
@@ -106,7 +109,8 @@ class _Stream:
 
 
 def body_chunks(request: HttpRequest) -> Iterator[bytes]:
-    """The request body as a stream of chunks, with or without Content-Length."""
+    """The request body as a stream of chunks, with or without Content-Length.
+    Raises InvalidRequest when the body's framing is broken."""
     if request.META.get("CONTENT_LENGTH"):
         read = request.read
     elif request.META.get("wsgi.input_terminated"):
@@ -114,7 +118,12 @@ def body_chunks(request: HttpRequest) -> Iterator[bytes]:
     else:
         return
     while True:
-        chunk = read(CHUNK_BYTES)
+        try:
+            chunk = read(CHUNK_BYTES)
+        except (ParseException, OSError, ValueError) as exc:
+            # gunicorn de-chunks while we read: a broken chunk surfaces here
+            # (OSError: the client went away mid-body).
+            raise InvalidRequest(f"The request body is malformed: {type(exc).__name__}: {exc}"[:300]) from None
         if not chunk:
             return
         yield chunk
