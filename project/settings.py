@@ -176,6 +176,16 @@ VALIDATION_MAX_DEPTH = int(os.environ.get("VALIDATION_MAX_DEPTH", "64"))
 VALIDATION_REGEX_BACKTRACK_LIMIT = int(os.environ.get("VALIDATION_REGEX_BACKTRACK_LIMIT", "100000"))
 # The longest line / CSV record of an upload, in bytes.
 VALIDATION_MAX_RECORD_BYTES = int(os.environ.get("VALIDATION_MAX_RECORD_BYTES", str(16 * 1024 * 1024)))
+# Schemas nested deeper than this many JSON levels are refused (400 too_deep).
+VALIDATION_MAX_SCHEMA_DEPTH = int(os.environ.get("VALIDATION_MAX_SCHEMA_DEPTH", "128"))
+# Time budgets (validation.guard), global for every plan: the validation of one
+# sync request, and of one record of a job; 0 turns the guard off (benchmarks
+# only). A job fails once more than VALIDATION_MAX_TIMEOUTS records were stopped.
+VALIDATION_SYNC_TIME_LIMIT = float(os.environ.get("VALIDATION_SYNC_TIME_LIMIT", "2"))
+VALIDATION_RECORD_TIME_LIMIT = float(os.environ.get("VALIDATION_RECORD_TIME_LIMIT", "2"))
+VALIDATION_MAX_TIMEOUTS = int(os.environ.get("VALIDATION_MAX_TIMEOUTS", "10"))
+# Subschema evaluations one instance value may cost (validation.schema_cost).
+VALIDATION_SCHEMA_COST_LIMIT = int(os.environ.get("VALIDATION_SCHEMA_COST_LIMIT", "25000"))
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

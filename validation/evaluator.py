@@ -169,6 +169,7 @@ def main(argv: list[str]) -> int:
     os.environ.pop("DJANGO_SETTINGS_MODULE", None)  # settings must never be read here
     evaluator = Evaluator(Progress(mmap.mmap(progress_fd, 8)))
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    channel.write_all(stdout, channel.reply(["ready"]))
     while True:
         message = channel.read_request(stdin)
         if message is None:

@@ -53,6 +53,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TICK_SECONDS = 0.1
 # The child's own alarm, past the parent's deadline, for when the parent is gone.
 _GRACE_SECONDS = 5.0
+# How long a new child may take to start (Python and the engine): not part of
+# any budget, as it is not the input's doing.
+STARTUP_SECONDS = 30.0
 
 
 class Timeout(Exception):
@@ -65,6 +68,11 @@ class Crashed(Exception):
 
 class Failed(Exception):
     """The child raised: a bug, with its traceback."""
+
+
+class TooManyStopped(Exception):
+    """More records were stopped than the caller allows; the rest of the
+    batch was not judged."""
 
 
 @dataclass
@@ -103,7 +111,15 @@ class InlineGuard:
         return self._evaluator.check(compiled.key, instances, response_bytes)
 
     def records(
-        self, compiled: CompiledSchema, fmt: str, raw: RawBatch, *, seconds: float, limit: int, tick: Callable[[], None]
+        self,
+        compiled: CompiledSchema,
+        fmt: str,
+        raw: RawBatch,
+        *,
+        seconds: float,
+        limit: int,
+        tick: Callable[[], None],
+        may_stop: int,
     ) -> Outcome:
         self._evaluator.put(compiled.key, compiled)
         outcome = Outcome()
@@ -128,6 +144,7 @@ class Guard:
         self._file.flush()
         self._progress = Progress(mmap.mmap(self._file.fileno(), 8))
         self._started = 0  # the counter's value when the current batch was sent
+        self._ready = False
 
     # -- the child -------------------------------------------------------------
     @property
@@ -141,6 +158,7 @@ class Guard:
             return self._process
         self._progress.value = 0
         self._loaded.clear()
+        self._ready = False
         self._replies = channel.Replies()
         fd = self._file.fileno()
         self._process = subprocess.Popen(
@@ -217,12 +235,23 @@ class Guard:
             raise Timeout()
         return message
 
-    def _ensure(self, compiled: CompiledSchema, deadline: float) -> None:
-        if compiled.key in self._loaded and self._process is not None:
-            return
-        self._send("load", compiled.key, compiled.source.as_tuple(), deadline - time.monotonic() + _GRACE_SECONDS)
-        self._reply(deadline)
-        self._loaded.add(compiled.key)
+    def _start(self) -> None:
+        """A child that has started and said so (its start is no budget's)."""
+        self._spawn()
+        if not self._ready:
+            self._reply(time.monotonic() + STARTUP_SECONDS)  # ["ready"]
+            self._ready = True
+
+    def _ensure(self, compiled: CompiledSchema, seconds: float) -> float:
+        """The schema loaded in a started child; returns the deadline of
+        ``seconds`` from there (loading counts against it)."""
+        self._start()
+        deadline = time.monotonic() + seconds
+        if compiled.key not in self._loaded:
+            self._send("load", compiled.key, compiled.source.as_tuple(), seconds + _GRACE_SECONDS)
+            self._reply(deadline)
+            self._loaded.add(compiled.key)
+        return deadline
 
     # -- validation -------------------------------------------------------------
     def check(
@@ -230,9 +259,8 @@ class Guard:
     ) -> list[Result]:
         """``(valid, errors, truncated)`` per instance within ``seconds`` in
         all. Raises Timeout, Crashed, Failed."""
-        deadline = time.monotonic() + seconds
         for _ in range(2):
-            self._ensure(compiled, deadline)
+            deadline = self._ensure(compiled, seconds)
             self._send("check", compiled.key, list(instances), response_bytes, seconds + _GRACE_SECONDS)
             reply = self._reply(deadline)
             if reply[0] == "checked":
@@ -241,11 +269,20 @@ class Guard:
         raise UnknownSchema(compiled.key)
 
     def records(
-        self, compiled: CompiledSchema, fmt: str, raw: RawBatch, *, seconds: float, limit: int, tick: Callable[[], None]
+        self,
+        compiled: CompiledSchema,
+        fmt: str,
+        raw: RawBatch,
+        *,
+        seconds: float,
+        limit: int,
+        tick: Callable[[], None],
+        may_stop: int,
     ) -> Outcome:
         """Judge the records of ``raw``, each within ``seconds``. ``tick`` is
         called while waiting (what it raises stops the child and propagates).
-        Raises Failed."""
+        Raises TooManyStopped once more than ``may_stop`` records were
+        stopped, and Failed."""
         outcome = Outcome()
         pending: RawBatch | None = raw
         while pending is not None and len(pending):
@@ -255,6 +292,8 @@ class Guard:
                 if self._process is not None and self._process.poll() is None:
                     self._stop()
                 raise
+            if len(outcome.stopped) > may_stop:
+                raise TooManyStopped()
         return outcome
 
     def _batch(
@@ -269,7 +308,7 @@ class Guard:
     ) -> RawBatch | None:
         """Send one batch and collect its entries; the rest of it after a
         stopped record, or None when it is done."""
-        self._ensure(compiled, time.monotonic() + seconds)
+        self._ensure(compiled, seconds)
         self._started = started = self._progress.value
         hard = seconds * len(raw) + _GRACE_SECONDS
         self._send("records", compiled.key, fmt, raw.numbers, raw.items, raw.errors, raw.header, limit, hard)

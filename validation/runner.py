@@ -190,17 +190,26 @@ class _Run:
         fmt, limit = self.job.format, max_depth()
         with default_storage.open(self.job.upload, "rb") as file, tempfile.TemporaryFile() as report:
             for raw in raw_batches(fmt, file):
-                outcome = checker.records(compiled, fmt, raw, seconds=self.seconds, limit=limit, tick=self.tick)
+                try:
+                    outcome = checker.records(
+                        compiled,
+                        fmt,
+                        raw,
+                        seconds=self.seconds,
+                        limit=limit,
+                        tick=self.tick,
+                        may_stop=self.max_stopped - self.stopped,
+                    )
+                except guard.TooManyStopped:
+                    raise JobFailed(
+                        "too_many_timeouts",
+                        f"More than {self.max_stopped} records could not be validated within {self.seconds:g} s "
+                        "each; the job was stopped and its reserved quota refunded.",
+                    ) from None
                 self.report(outcome.entries, report)
                 self.valid += len(raw) - len(outcome.entries)
                 self.processed += len(raw)
                 self.stopped += len(outcome.stopped)
-                if self.stopped > self.max_stopped:
-                    raise JobFailed(
-                        "too_many_timeouts",
-                        f"{self.stopped} records could not be validated within {self.seconds:g} s each (at most "
-                        f"{self.max_stopped} may be); the job was stopped and its reserved quota refunded.",
-                    )
                 self.tick()
             self.finish(report)
 

@@ -193,13 +193,18 @@ def upload_receive(*, request: HttpRequest, account_id: int, max_bytes: int, exp
 
 
 class _ChunkReader:
-    """``read()`` over an iterator of chunks, for Django's ChunkIter."""
+    """``read()`` over an iterator of chunks, for Django's ChunkIter; keeps
+    the last ``keep`` bytes read, where the closing boundary must be."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    def __init__(self, chunks: Iterator[bytes], keep: int) -> None:
         self._chunks = chunks
+        self._keep = keep
+        self.tail = b""
 
     def read(self, size: int = -1) -> bytes:
-        return next(self._chunks, b"")
+        chunk = next(self._chunks, b"")
+        self.tail = (self.tail + chunk)[-self._keep :]
+        return chunk
 
 
 def _text(value: Any) -> str:
@@ -213,7 +218,9 @@ def _receive_multipart(
     boundary = options.get("boundary", "")
     if not boundary:
         raise InvalidRequest("The multipart body has no boundary.")
-    stream = LazyStream(ChunkIter(_ChunkReader(body_chunks(request)), CHUNK_BYTES))  # type: ignore[arg-type]
+    closing = b"--" + boundary.encode("ascii", "replace") + b"--"
+    reader = _ChunkReader(body_chunks(request), len(closing) + 4)
+    stream = LazyStream(ChunkIter(reader, CHUNK_BYTES))  # type: ignore[arg-type]
     upload: Upload | None = None
     schema_field: str | None = None
     try:
@@ -232,6 +239,10 @@ def _receive_multipart(
                 exhaust(part)
             else:
                 exhaust(part)
+        if not reader.tail.rstrip().endswith(closing):
+            # Django's parser takes a body cut short for a whole one: the file
+            # part would be stored truncated.
+            raise MultiPartParserError("it does not end with its closing boundary")
     except MultiPartParserError as exc:
         if upload is not None:
             default_storage.delete(upload.name)

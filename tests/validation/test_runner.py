@@ -169,7 +169,9 @@ def test_a_job_reserved_without_redis_refunds_nothing(db: None, media_root: Path
 
 
 @pytest.mark.parametrize("seconds", [3600.0, 0.0])
-def test_progress_is_written_at_most_once_per_interval(db: None, media_root: Path, settings: Any, seconds: float) -> None:
+def test_progress_is_written_at_most_once_per_interval(
+    db: None, media_root: Path, settings: Any, seconds: float
+) -> None:
     settings.VALIDATION_PROGRESS_SECONDS = seconds
     job = create(records=5000)  # five chunks of 64 KiB: five batches
     with CaptureQueriesContext(connection) as queries:
