@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean fuzz
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ run: setup .run/secret_key
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fuzz tests, longer than in `make test` and from a fresh seed (printed;
+# replay with TOLLGATE_FUZZ_SEED=...).
+FUZZ_EXAMPLES ?= 500
+fuzz: setup
+	@seed=$${TOLLGATE_FUZZ_SEED:-$$(date +%s)}; echo "TOLLGATE_FUZZ_SEED=$$seed"; \
+		TOLLGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) TOLLGATE_FUZZ_SEED=$$seed $(BIN)/python -m pytest --timeout=3600 \
+		tests/validation/test_fuzz_hostile.py tests/apidocs/test_schemathesis.py
 
 lint: setup
 	$(BIN)/ruff check .
