@@ -5,16 +5,17 @@ An :class:`Evaluator` keeps compiled schemas by key and answers:
 - ``load``: compile a schema from its :class:`~validation.engine.SchemaSource`;
 - ``check``: parsed instances of a synchronous request, each with its errors,
   within one byte budget for the whole answer (``validation.bounds``);
-- ``records``: one :class:`~validation.readers.RawBatch` of a job, parsed and
-  validated record by record in number order. The errors of each invalid
-  record go out (``emit``) as soon as it is done, then the shared progress
-  counter moves on: the guard reads which record is running from it, and
-  stops the child when one runs past its budget.
+- ``records``: one :class:`~validation.parsing.RawBatch` of a job, parsed and
+  validated record by record in number order. After each record the shared
+  progress counter moves on: the guard reads which record is running from it,
+  and stops the child when one runs past its budget. The errors go out with
+  the answer, and every ``FLUSH_SECONDS`` meanwhile with the count of records
+  they cover, so a stopped child's work is lost only since then.
 
-The child is ``python -m validation.evaluator <progress fd> <parent pid>``:
-requests on stdin, replies on stdout (``validation.channel``). It never reads
-Django settings or a database: every limit comes with the request. It dies
-with its parent (Linux: ``PR_SET_PDEATHSIG``), and each request arms a
+In the child, :func:`serve` reads requests and writes replies on two pipes
+(``validation.channel``). It never reads Django settings or a database, and
+never uses the connections it inherited: every limit comes with the request.
+It dies with its parent (Linux: ``PR_SET_PDEATHSIG``), and each request arms a
 kernel alarm that ends it, GIL or not, if the parent never does.
 """
 
@@ -22,23 +23,28 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import mmap
 import os
 import signal
 import sys
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from validation import channel
 from validation.bounds import MAX_ERRORS_PER_INSTANCE, RECORD_REPORT_BYTES, ErrorBudget
 from validation.engine import CompiledSchema, SchemaSource, compile_source
-from validation.readers import Converter, RawBatch, converters_for, parse_batch
+from validation.parsing import Converter, RawBatch, converters_for, parse_batch
 
 Entry = tuple[int, list[dict[str, Any]], bool]
 Result = tuple[bool, list[dict[str, Any]], bool]
 CACHE_SIZE = 256
+# How often a batch's errors so far are sent while it runs: what a stopped
+# child's successor must do again is at most this much work.
+FLUSH_SECONDS = 0.05
 _PR_SET_PDEATHSIG = 1
 
 
@@ -99,29 +105,43 @@ class Evaluator:
             results.append((False, kept, truncated or cut))
         return results
 
-    def records(self, key: str, fmt: str, raw: RawBatch, limit: int, emit: Callable[[Entry], None]) -> None:
-        """Parse and validate ``raw`` in number order: ``emit`` each invalid
-        record's ``(number, errors, truncated)``, then count it done."""
+    def records(
+        self, key: str, fmt: str, raw: RawBatch, limit: int, flush: Callable[[list[Entry], int], None]
+    ) -> list[Entry]:
+        """Parse and validate ``raw`` in number order, counting each record
+        done as it is. Every invalid record's ``(number, errors, truncated)``
+        is collected; at least every ``FLUSH_SECONDS`` the collection goes to
+        ``flush`` with the number of this batch's records done so far, so
+        that a stopped child loses only that little. Returns the rest."""
         compiled = self._get(key)
         converters = self._columns(key, compiled, raw.header) if fmt == "csv" else None
         batch = parse_batch(fmt, raw, limit=limit, converters=converters)
         is_valid = compiled.validator.is_valid
-        progress = self.progress
-        done = progress.value
+        progress, clock = self.progress, time.monotonic
+        first = done = progress.value
+        entries: list[Entry] = []
+        flushed = clock()
         if not batch.errors:
             for number, value in zip(batch.numbers, batch.values, strict=True):
                 if not is_valid(value):
-                    emit(self._entry(compiled, number, value))
+                    entries.append(self._entry(compiled, number, value))
                 done += 1
                 progress.value = done
-            return
+                if entries and clock() - flushed > FLUSH_SECONDS:
+                    flush(entries, done - first)
+                    entries, flushed = [], clock()
+            return entries
         for number, value, error in batch.in_order():
             if error is not None:
-                emit((number, [error], False))
+                entries.append((number, [error], False))
             elif not is_valid(value):
-                emit(self._entry(compiled, number, value))
+                entries.append(self._entry(compiled, number, value))
             done += 1
             progress.value = done
+            if entries and clock() - flushed > FLUSH_SECONDS:
+                flush(entries, done - first)
+                entries, flushed = [], clock()
+        return entries
 
     @staticmethod
     def _entry(compiled: CompiledSchema, number: int, value: Any) -> Entry:
@@ -157,33 +177,47 @@ def _serve(evaluator: Evaluator, message: tuple[Any, ...], out: int) -> list[Any
         return ["checked", evaluator.check(key, message[2], message[3])]
     fmt, numbers, items, errors, header, limit = message[2:8]
     raw = RawBatch(numbers, items, [tuple(error) for error in errors], header)  # type: ignore[misc]
-    evaluator.records(key, fmt, raw, limit, lambda entry: channel.write_all(out, channel.reply(["entry", *entry])))
-    return ["done"]
+
+    def flush(entries: list[Entry], done: int) -> None:
+        channel.write_all(out, channel.reply(["entries", done, entries]))
+
+    return ["done", evaluator.records(key, fmt, raw, limit, flush)]
 
 
-def main(argv: list[str]) -> int:
-    progress_fd, parent = int(argv[1]), int(argv[2])
-    _die_with(parent)
+def _own_signals() -> None:
+    """The parent's signal handlers (gunicorn's, rq's) are not this process's."""
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+    for number in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            if callable(signal.getsignal(number)):
+                signal.signal(number, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this process ends
     signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the alarm below ends it, whatever runs
-    os.environ.pop("DJANGO_SETTINGS_MODULE", None)  # settings must never be read here
-    evaluator = Evaluator(Progress(mmap.mmap(progress_fd, 8)))
-    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
-    channel.write_all(stdout, channel.reply(["ready"]))
-    while True:
-        message = channel.read_request(stdin)
-        if message is None:
-            return 0
-        signal.setitimer(signal.ITIMER_REAL, float(message[-1]))
-        try:
-            answer = _serve(evaluator, message[:-1], stdout)
-        except UnknownSchema:
-            answer = ["unknown"]
-        except Exception:  # a bug here must reach the parent's log, and this process live on
-            answer = ["failed", traceback.format_exc()[-4000:]]
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        channel.write_all(stdout, channel.reply(answer))
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+def serve(requests: int, replies: int, progress: mmap.mmap, parent: int) -> NoReturn:
+    """The child's life, in a fork of the guard's process: read requests,
+    answer them, until the requests pipe closes; then end the process
+    (``os._exit``: nothing of the parent's, no atexit, no buffers, runs)."""
+    try:
+        _die_with(parent)
+        _own_signals()
+        gc.freeze()  # the parent's objects: never walked here
+        evaluator = Evaluator(Progress(progress))
+        channel.write_all(replies, channel.reply(["ready"]))
+        while True:
+            message = channel.read_request(requests)
+            if message is None:
+                break
+            signal.setitimer(signal.ITIMER_REAL, float(message[-1]))
+            try:
+                answer = _serve(evaluator, message[:-1], replies)
+            except UnknownSchema:
+                answer = ["unknown"]
+            except Exception:  # a bug here must reach the parent's log, and this process live on
+                answer = ["failed", traceback.format_exc()[-4000:]]
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            channel.write_all(replies, channel.reply(answer))
+    finally:
+        os._exit(0)

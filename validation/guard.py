@@ -4,8 +4,9 @@ that is killed at its deadline.
 jsonschema-rs holds the GIL while it validates: no Python signal handler or
 watchdog thread of the process that called it can run until it returns, and
 a crafted schema or instance can keep it busy for minutes. So the engine runs
-in a kept child (``validation.evaluator``), one per thread that validates (a
-gunicorn worker, a job's work horse), and the caller waits with a deadline:
+in a kept child process (a fork running ``validation.evaluator.serve``), one
+per thread that validates (a gunicorn worker, a job's work horse), and the
+caller waits with a deadline:
 
 - :meth:`Guard.check` (synchronous requests): the whole request's instances
   get ``seconds``; past that the child is killed and :class:`Timeout` raised.
@@ -16,9 +17,9 @@ gunicorn worker, a job's work horse), and the caller waits with a deadline:
   at least every ``TICK_SECONDS`` while waiting, so a job can write its
   progress and notice that it was cancelled, even inside one long record.
 
-A killed child is replaced at once (its Python starts in about 0.1 s while the
-answer goes out) and recompiles schemas as it needs them, from the sources
-the parent compiled (``CompiledSchema.source``). With ``seconds`` 0 nothing is
+A killed child is replaced at once by a new fork (milliseconds) and
+recompiles schemas as it needs them, from the sources the parent compiled
+(``CompiledSchema.source``). With ``seconds`` 0 nothing is
 guarded: :class:`InlineGuard` runs the same :class:`~validation.evaluator.Evaluator`
 in this process (benchmarks only; one hostile schema then holds a worker).
 """
@@ -31,30 +32,26 @@ import mmap
 import os
 import select
 import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from validation import channel
 from validation.engine import CompiledSchema, record_error
-from validation.evaluator import Entry, Evaluator, Progress, Result, UnknownSchema
-from validation.readers import RawBatch
+from validation.evaluator import Entry, Evaluator, Progress, Result, UnknownSchema, serve
+from validation.parsing import RawBatch
 
 log = logging.getLogger("tollgate.validation.guard")
 
-ROOT = Path(__file__).resolve().parent.parent
 # How often a waiting guard looks at the child's progress and calls ``tick``.
 TICK_SECONDS = 0.1
 # The child's own alarm, past the parent's deadline, for when the parent is gone.
 _GRACE_SECONDS = 5.0
-# How long a new child may take to start (Python and the engine): not part of
-# any budget, as it is not the input's doing.
+# How long a new child may take to say it is ready: not part of any budget,
+# as it is not the input's doing.
 STARTUP_SECONDS = 30.0
 
 
@@ -78,24 +75,16 @@ class TooManyStopped(Exception):
 @dataclass
 class Outcome:
     """A batch of records, judged: every invalid record's ``(number, errors,
-    truncated)`` in number order, and the records that were stopped
-    (``validation_timeout``, ``validation_crashed``) among them."""
+    truncated)`` in number order (stopped records among them, as
+    ``validation_timeout`` or ``validation_crashed``)."""
 
     entries: list[Entry] = field(default_factory=list)
-    stopped: list[int] = field(default_factory=list)
 
 
 def _stopped_error(code: str, seconds: float) -> dict[str, Any]:
     if code == "validation_timeout":
         return record_error(code, f"Validating this record took longer than {seconds:g} s; it was stopped.")
     return record_error(code, "The validator stopped while validating this record; it was not validated.")
-
-
-def _after(raw: RawBatch, number: int) -> RawBatch:
-    """The records of ``raw`` numbered above ``number``."""
-    kept = [(n, item) for n, item in zip(raw.numbers, raw.items, strict=True) if n > number]
-    errors = [(n, error) for n, error in raw.errors if n > number]
-    return RawBatch([n for n, _ in kept], [item for _, item in kept], errors, raw.header)
 
 
 class InlineGuard:
@@ -110,21 +99,23 @@ class InlineGuard:
         self._evaluator.put(compiled.key, compiled)
         return self._evaluator.check(compiled.key, instances, response_bytes)
 
-    def records(
+    def judge(
         self,
         compiled: CompiledSchema,
         fmt: str,
-        raw: RawBatch,
+        batches: Iterable[RawBatch],
         *,
         seconds: float,
         limit: int,
         tick: Callable[[], None],
         may_stop: int,
-    ) -> Outcome:
+    ) -> Iterator[tuple[RawBatch, Outcome]]:
         self._evaluator.put(compiled.key, compiled)
-        outcome = Outcome()
-        self._evaluator.records(compiled.key, fmt, raw, limit, outcome.entries.append)
-        return outcome
+        for raw in batches:
+            outcome = Outcome()
+            rest = self._evaluator.records(compiled.key, fmt, raw, limit, _collector(outcome))
+            outcome.entries.extend(rest)
+            yield raw, outcome
 
     def close(self) -> None:
         return None
@@ -132,96 +123,122 @@ class InlineGuard:
 
 class Guard:
     """A kept child process that validates, stopped at its deadlines. Not
-    thread-safe: one per thread (:func:`for_this_thread`)."""
+    thread-safe: one per thread (:func:`for_this_thread`).
+
+    The child is a fork of this process (everything it needs is imported
+    already: it starts in milliseconds, which is what makes stopping a
+    record and going on cheap); it runs ``validation.evaluator.serve`` and
+    nothing else, and never returns into this process's code."""
 
     def __init__(self) -> None:
         self._owner = os.getpid()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._requests = self._replies_fd = -1
+        self._progress = Progress()
         self._loaded: set[str] = set()
         self._replies = channel.Replies()
-        self._file = tempfile.TemporaryFile()
-        self._file.write(b"\0" * 8)
-        self._file.flush()
-        self._progress = Progress(mmap.mmap(self._file.fileno(), 8))
-        self._started = 0  # the counter's value when the current batch was sent
+        self._outbox = bytearray()
         self._ready = False
 
     # -- the child -------------------------------------------------------------
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        return self._pid
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        if self._owner != os.getpid():  # forked: that child belongs to the parent process
-            self._process, self._owner = None, os.getpid()
-        if self._process is not None and self._process.poll() is None:
-            return self._process
-        self._progress.value = 0
+    def _alive(self) -> bool:
+        if self._pid is None:
+            return False
+        try:
+            return os.waitpid(self._pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:
+            return False
+
+    def _spawn(self) -> int:
+        if self._owner != os.getpid():  # this process is a fork: that child is its parent's
+            self._forget()
+            self._owner = os.getpid()
+        if self._pid is not None and self._alive():
+            return self._pid
+        self._forget()
+        requests_out, requests_in = os.pipe()
+        replies_out, replies_in = os.pipe()
+        shared = mmap.mmap(-1, 8)  # anonymous and shared: this process and the child
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: serve() ends the process, whatever happens
+            os.close(requests_in)
+            os.close(replies_out)
+            serve(requests_out, replies_in, shared, parent)
+        os.close(requests_out)
+        os.close(replies_in)
+        os.set_blocking(requests_in, False)  # requests are written as the child takes them
+        self._pid, self._requests, self._replies_fd = pid, requests_in, replies_out
+        self._outbox = bytearray()
+        self._progress = Progress(shared)
         self._loaded.clear()
         self._ready = False
         self._replies = channel.Replies()
-        fd = self._file.fileno()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "validation.evaluator", str(fd), str(os.getpid())],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            pass_fds=(fd,),
-        )
-        return self._process
+        return pid
+
+    def _forget(self) -> None:
+        """Drop the child's pipes (a killed child's, or a parent process's)."""
+        for fd in (self._requests, self._replies_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._requests = self._replies_fd = -1
+        self._pid = None
+
+    def _kill(self) -> None:
+        if self._pid is not None and self._owner == os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self._pid, 0)
+        self._forget()
 
     def _stop(self) -> None:
-        """Kill the child now and start its successor (which warms up meanwhile)."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        if process is not None:
-            process.wait()
-            for pipe in (process.stdin, process.stdout):
-                if pipe is not None:
-                    pipe.close()
+        """Kill the child now and fork its successor."""
+        self._kill()
         self._spawn()
 
     def close(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and self._owner == os.getpid():
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-            process.wait()
-            for pipe in (process.stdin, process.stdout):
-                if pipe is not None:
-                    pipe.close()
-        self._file.close()
+        self._kill()
 
     # -- messages -------------------------------------------------------------
     def _send(self, *message: Any) -> None:
-        process = self._spawn()
-        try:
-            channel.write_all(process.stdin.fileno(), channel.request(message))  # type: ignore[union-attr]
-        except OSError:  # BrokenPipeError: it died
-            self._stop()
-            raise Crashed() from None
+        """Queue a request; :meth:`_next` writes it as the pipe takes it (a
+        job's next batch waits there while the child works on the last)."""
+        self._spawn()
+        self._outbox += channel.request(message)
 
     def _next(self, timeout: float) -> list[Any] | None:
-        """The next reply, or None if none came within ``timeout``. Raises
-        Crashed when the child ends."""
+        """The next reply, or None if none came within ``timeout``; queued
+        requests are written meanwhile. Raises Crashed when the child ends."""
+        deadline = time.monotonic() + timeout
         while True:
             message = self._replies.pop()
             if message is not None:
                 if message[0] == "failed":
                     raise Failed(message[1])
                 return message
-            process = self._process
-            assert process is not None and process.stdout is not None  # noqa: S101 (sent to it just now)
-            fd = process.stdout.fileno()
-            ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
-            if not ready:
+            writing = [self._requests] if self._outbox else []
+            readable, writable, _ = select.select(
+                [self._replies_fd], writing, [], max(0.0, deadline - time.monotonic())
+            )
+            if writable:
+                try:
+                    del self._outbox[: os.write(self._requests, self._outbox)]
+                except BlockingIOError:
+                    pass
+                except OSError:  # BrokenPipeError: it died
+                    raise Crashed() from None
+            if readable:
+                data = os.read(self._replies_fd, 1 << 20)
+                if not data:
+                    raise Crashed()
+                self._replies.feed(data)
+            elif not writable:
                 return None
-            data = os.read(fd, 1 << 20)
-            if not data:
-                raise Crashed()
-            self._replies.feed(data)
-            timeout = 0.0
 
     def _reply(self, deadline: float) -> list[Any]:
         """The next reply before ``deadline``; else the child is stopped."""
@@ -268,94 +285,204 @@ class Guard:
             self._loaded.discard(compiled.key)  # evicted meanwhile: load it again
         raise UnknownSchema(compiled.key)
 
-    def records(
+    def judge(
         self,
         compiled: CompiledSchema,
         fmt: str,
-        raw: RawBatch,
+        batches: Iterable[RawBatch],
         *,
         seconds: float,
         limit: int,
         tick: Callable[[], None],
         may_stop: int,
-    ) -> Outcome:
-        """Judge the records of ``raw``, each within ``seconds``. ``tick`` is
-        called while waiting (what it raises stops the child and propagates).
-        Raises TooManyStopped once more than ``may_stop`` records were
-        stopped, and Failed."""
-        outcome = Outcome()
-        pending: RawBatch | None = raw
-        while pending is not None and len(pending):
-            try:
-                pending = self._batch(compiled, fmt, pending, seconds, limit, tick, outcome)
-            except BaseException:
-                if self._process is not None and self._process.poll() is None:
-                    self._stop()
-                raise
-            if len(outcome.stopped) > may_stop:
-                raise TooManyStopped()
-        return outcome
+    ) -> Iterator[tuple[RawBatch, Outcome]]:
+        """Judge the records of ``batches``, each within ``seconds``; yields
+        every batch with its :class:`Outcome`, in order. Two batches are in
+        the pipe at a time, so that reading and splitting the next overlaps
+        validating this one. ``tick`` is called while waiting (what it raises
+        stops the child and propagates). Raises TooManyStopped once more than
+        ``may_stop`` records were stopped, and Failed."""
+        run = _Run(self, compiled, fmt, iter(batches), seconds, limit)
+        try:
+            yield from run.results(tick, may_stop)
+        except BaseException:
+            self._stop()  # it may be busy with a batch nobody waits for
+            raise
 
-    def _batch(
-        self,
-        compiled: CompiledSchema,
-        fmt: str,
-        raw: RawBatch,
-        seconds: float,
-        limit: int,
-        tick: Callable[[], None],
-        outcome: Outcome,
-    ) -> RawBatch | None:
-        """Send one batch and collect its entries; the rest of it after a
-        stopped record, or None when it is done."""
-        self._ensure(compiled, seconds)
-        self._started = started = self._progress.value
-        hard = seconds * len(raw) + _GRACE_SECONDS
-        self._send("records", compiled.key, fmt, raw.numbers, raw.items, raw.errors, raw.header, limit, hard)
-        seen, since = started, time.monotonic()
+
+@dataclass
+class _Flight:
+    """Records sent to the child in one request, for the batch ``origin``:
+    ``first`` is the child's count of finished records when it starts on
+    them, ``covered`` how many of them the errors received so far cover."""
+
+    origin: int
+    raw: RawBatch
+    first: int
+    covered: int = 0
+
+    def order(self) -> list[int]:
+        return sorted([*self.raw.numbers, *(number for number, _ in self.raw.errors)])
+
+
+class _Run:
+    """One :meth:`Guard.judge`: batches in flight, and what is left to send."""
+
+    DEPTH = 2
+
+    def __init__(
+        self, guard: Guard, compiled: CompiledSchema, fmt: str, source: Iterator[RawBatch], seconds: float, limit: int
+    ) -> None:
+        self.guard, self.compiled, self.fmt, self.source = guard, compiled, fmt, source
+        self.seconds, self.limit = seconds, limit
+        self.flights: deque[_Flight] = deque()
+        self.backlog: deque[tuple[int, RawBatch]] = deque()  # records to send again, before new batches
+        self.batches: deque[tuple[RawBatch, Outcome]] = deque()  # every batch not yielded yet, in order
+        self.open: dict[int, int] = {}  # flights and backlog entries per batch
+        self.sent = 0  # records sent to the current child
+        self.stopped = 0
+        self.exhausted = False
+        self.yielded = 0  # batches yielded so far: the origin of batches[0]
+
+    def _fill(self) -> None:
+        """Keep DEPTH requests in the pipe."""
+        guard = self.guard
+        while len(self.flights) < self.DEPTH:
+            if self.backlog:
+                origin, raw = self.backlog.popleft()
+            elif not self.exhausted:
+                nxt = next(self.source, None)
+                if nxt is None:
+                    self.exhausted = True
+                    continue
+                origin = len(self.batches) + self.yielded
+                self.batches.append((nxt, Outcome()))
+                self.open[origin] = 1
+                raw = nxt
+            else:
+                return
+            if not len(raw):
+                self.open[origin] -= 1
+                continue
+            if self.compiled.key not in guard._loaded or guard._pid is None:
+                if self.flights:
+                    self.backlog.appendleft((origin, raw))  # load once the pipe is empty
+                    return
+                guard._ensure(self.compiled, self.seconds)
+                self.sent = guard._progress.value
+            hard = self.seconds * len(raw) + _GRACE_SECONDS
+            guard._send(
+                "records", self.compiled.key, self.fmt, raw.numbers, raw.items, raw.errors, raw.header, self.limit, hard
+            )
+            self.flights.append(_Flight(origin, raw, self.sent))
+            self.sent += len(raw)
+
+    def _outcome(self, origin: int) -> Outcome:
+        return self.batches[origin - self.yielded][1]
+
+    def results(self, tick: Callable[[], None], may_stop: int) -> Iterator[tuple[RawBatch, Outcome]]:
+        guard = self.guard
+        seen, since = guard._progress.value, time.monotonic()
         while True:
+            self._fill()
+            while self.batches and self.open[self.yielded] == 0:
+                raw, outcome = self.batches.popleft()
+                del self.open[self.yielded]
+                self.yielded += 1
+                outcome.entries.sort(key=lambda entry: entry[0])  # records done again after a stop come later
+                yield raw, outcome
+            if not self.flights:
+                if self.exhausted and not self.backlog and not self.batches:
+                    return
+                continue
             try:
-                message = self._next(TICK_SECONDS)
+                message = guard._next(TICK_SECONDS)
             except Crashed:
-                return self._stopped(raw, outcome, "validation_crashed", seconds)
+                self._stopped("validation_crashed")
+                seen, since = guard._progress.value, time.monotonic()
+                continue
             if message is None:
                 now = time.monotonic()
-                if self._progress.value != seen:
-                    seen, since = self._progress.value, now
-                elif now - since > seconds:
-                    return self._stopped(raw, outcome, "validation_timeout", seconds)
+                if guard._progress.value != seen:
+                    seen, since = guard._progress.value, now
+                elif now - since > self.seconds:
+                    self._stopped("validation_timeout")
+                    seen, since = guard._progress.value, time.monotonic()
+                    if self.stopped > may_stop:
+                        raise TooManyStopped()
                 tick()
                 continue
-            if message[0] == "entry":
-                outcome.entries.append((message[1], message[2], message[3]))
+            flight = self.flights[0]
+            if message[0] == "entries":
+                self._outcome(flight.origin).entries.extend(_entries(message[2]))
+                flight.covered = message[1]
             elif message[0] == "done":
-                return None
-            else:  # unknown: evicted, load it again and resend
-                self._loaded.discard(compiled.key)
-                return raw
+                self._outcome(flight.origin).entries.extend(_entries(message[1]))
+                self.flights.popleft()
+                self.open[flight.origin] -= 1
+                seen, since = guard._progress.value, time.monotonic()
+            else:
+                raise Failed(f"unexpected answer to a batch: {message[0]!r}")
+            if self.stopped > may_stop:
+                raise TooManyStopped()
 
-    def _stopped(self, raw: RawBatch, outcome: Outcome, code: str, seconds: float) -> RawBatch:
-        """The record running now was stopped: drain what the child wrote
-        before, report that record, and return the records after it."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGKILL)
+    def _stopped(self, code: str) -> None:
+        """The record running now was stopped: take what the child sent
+        before, report that record, and send again what is left: the records
+        after it, those done since the child last sent errors, and the
+        batches behind it."""
+        guard = self.guard
+        if guard._pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(guard._pid, signal.SIGKILL)
         with contextlib.suppress(Crashed):
-            while (message := self._next(1.0)) is not None:
-                if message[0] == "entry":
-                    outcome.entries.append((message[1], message[2], message[3]))
-        order = sorted([*raw.numbers, *(number for number, _ in raw.errors)])
-        index = self._progress.value - self._started
-        self._stop()
-        if index >= len(order):  # every record was done; only the last word was lost
-            return RawBatch()
-        number = order[index]
-        if outcome.entries and outcome.entries[-1][0] == number:  # it was done, all but counting
-            return _after(raw, number)
-        log.warning("Record %s stopped (%s) after %s records of its batch", number, code, index)
-        outcome.entries.append((number, [_stopped_error(code, seconds)], False))
-        outcome.stopped.append(number)
-        return _after(raw, number)
+            while self.flights and (message := guard._next(1.0)) is not None:
+                flight = self.flights[0]
+                if message[0] == "entries":
+                    self._outcome(flight.origin).entries.extend(_entries(message[2]))
+                    flight.covered = message[1]
+                elif message[0] == "done":
+                    self._outcome(flight.origin).entries.extend(_entries(message[1]))
+                    self.flights.popleft()
+                    self.open[flight.origin] -= 1
+        finished = guard._progress.value
+        guard._stop()
+        again: list[tuple[int, RawBatch]] = []
+        blamed = False
+        for flight in self.flights:
+            order = flight.order()
+            done = min(max(finished - flight.first, 0), len(order))
+            numbers = set(order[flight.covered : done]) if not blamed else set()
+            if not blamed and done < len(order):
+                number = order[done]
+                log.warning("Record %s stopped (%s)", number, code)
+                self._outcome(flight.origin).entries.append((number, [_stopped_error(code, self.seconds)], False))
+                self.stopped += 1
+                blamed = True
+                numbers |= set(order[done + 1 :])
+            elif blamed:
+                numbers = set(order)
+            again.append((flight.origin, _only(flight.raw, numbers)))
+        self.flights.clear()
+        self.backlog.extendleft(reversed(again))
+
+
+def _collector(outcome: Outcome) -> Callable[[list[Entry], int], None]:
+    def collect(entries: list[Entry], done: int) -> None:
+        outcome.entries.extend(entries)
+
+    return collect
+
+
+def _entries(raw: list[Any]) -> list[Entry]:
+    return [(number, errors, truncated) for number, errors, truncated in raw]
+
+
+def _only(raw: RawBatch, numbers: set[int]) -> RawBatch:
+    """The records of ``raw`` whose numbers are in ``numbers``."""
+    kept = [(n, item) for n, item in zip(raw.numbers, raw.items, strict=True) if n in numbers]
+    errors = [(n, error) for n, error in raw.errors if n in numbers]
+    return RawBatch([n for n, _ in kept], [item for _, item in kept], errors, raw.header)
 
 
 _threads = threading.local()

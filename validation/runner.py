@@ -154,7 +154,6 @@ class _Run:
         self.first_budget = ErrorBudget(FIRST_ERRORS, FIRST_ERRORS_BYTES)
         self.report_room = report_cap(job.upload_bytes)
         self.report_truncated = False
-        self.stopped = 0
         self.seconds = record_time_limit()
         self.max_stopped = int(getattr(settings, "VALIDATION_MAX_TIMEOUTS", DEFAULT_MAX_TIMEOUTS))
         self.interval = float(getattr(settings, "VALIDATION_PROGRESS_SECONDS", DEFAULT_PROGRESS_SECONDS))
@@ -189,28 +188,27 @@ class _Run:
         checker = guard.for_this_thread(self.seconds)
         fmt, limit = self.job.format, max_depth()
         with default_storage.open(self.job.upload, "rb") as file, tempfile.TemporaryFile() as report:
-            for raw in raw_batches(fmt, file):
-                try:
-                    outcome = checker.records(
-                        compiled,
-                        fmt,
-                        raw,
-                        seconds=self.seconds,
-                        limit=limit,
-                        tick=self.tick,
-                        may_stop=self.max_stopped - self.stopped,
-                    )
-                except guard.TooManyStopped:
-                    raise JobFailed(
-                        "too_many_timeouts",
-                        f"More than {self.max_stopped} records could not be validated within {self.seconds:g} s "
-                        "each; the job was stopped and its reserved quota refunded.",
-                    ) from None
-                self.report(outcome.entries, report)
-                self.valid += len(raw) - len(outcome.entries)
-                self.processed += len(raw)
-                self.stopped += len(outcome.stopped)
-                self.tick()
+            judged = checker.judge(
+                compiled,
+                fmt,
+                raw_batches(fmt, file),
+                seconds=self.seconds,
+                limit=limit,
+                tick=self.tick,
+                may_stop=self.max_stopped,
+            )
+            try:
+                for raw, outcome in judged:
+                    self.report(outcome.entries, report)
+                    self.valid += len(raw) - len(outcome.entries)
+                    self.processed += len(raw)
+                    self.tick()
+            except guard.TooManyStopped:
+                raise JobFailed(
+                    "too_many_timeouts",
+                    f"More than {self.max_stopped} records could not be validated within {self.seconds:g} s "
+                    "each; the job was stopped and its reserved quota refunded.",
+                ) from None
             self.finish(report)
 
     def report(self, entries: list[tuple[int, list[dict[str, Any]], bool]], report: Any) -> None:

@@ -17,7 +17,7 @@ from django.test.utils import override_settings
 from tests.validation.hostile import alive, fanout_chain
 from validation.engine import CompiledSchema, compile_schema
 from validation.guard import Crashed, Guard, InlineGuard, Timeout, TooManyStopped
-from validation.readers import RawBatch
+from validation.parsing import RawBatch
 
 
 def compiled(schema: Any) -> CompiledSchema:
@@ -67,32 +67,55 @@ def test_a_child_killed_from_outside_is_a_crash_and_replaced(guard: Guard) -> No
     assert guard.check(compiled(ORDER), [{"id": "x"}], seconds=5, response_bytes=10_000)[0][0] is False
 
 
+def judge(guard: Guard | InlineGuard, schema: Any, *batches: RawBatch, **options: Any) -> list[Any]:
+    settings = {"seconds": 5.0, "limit": 64, "tick": noop, "may_stop": 5, **options}
+    return [outcome.entries for _, outcome in guard.judge(compiled(schema), "ndjson", batches, **settings)]
+
+
+def codes(entries: list[Any]) -> list[tuple[int, Any]]:
+    return [(number, errors[0].get("code")) for number, errors, _ in entries]
+
+
 def test_a_record_past_its_budget_is_reported_and_the_batch_goes_on(guard: Guard) -> None:
     ticks: list[float] = []
     started = time.monotonic()
-    outcome = guard.records(
-        compiled(SLOW),
-        "ndjson",
+    [entries] = judge(
+        guard,
+        SLOW,
         lines(b'"a"', b"1", b'"b"', b"not json", b"2", b'"c"'),
         seconds=0.5,
-        limit=64,
         tick=lambda: ticks.append(time.monotonic()),
-        may_stop=5,
     )
     assert time.monotonic() - started < 2 * 0.5 + 6
-    assert outcome.stopped == [2, 5]
-    assert [(number, errors[0].get("code")) for number, errors, _ in outcome.entries] == [
-        (2, "validation_timeout"),
-        (4, "invalid_json"),
-        (5, "validation_timeout"),
-    ]
-    assert "longer than 0.5 s" in outcome.entries[0][1][0]["message"]
+    assert codes(entries) == [(2, "validation_timeout"), (4, "invalid_json"), (5, "validation_timeout")]
+    assert "longer than 0.5 s" in entries[0][1][0]["message"]
     assert len(ticks) >= 4  # called while each long record ran
 
 
-def test_past_the_allowance_the_batch_stops(guard: Guard) -> None:
+def test_batches_in_flight_behind_a_stopped_record_are_judged_again_in_order(guard: Guard) -> None:
+    def batch(first: int, *values: bytes) -> RawBatch:
+        return RawBatch(list(range(first, first + len(values))), list(values))
+
+    outcomes = judge(
+        guard,
+        SLOW,
+        batch(1, b'"a"', b"1.5", b'"b"'),
+        batch(4, b"2", b'"c"'),
+        batch(6, b'"d"', b"{", b"3"),
+        batch(9, b'"e"'),
+        seconds=0.4,
+    )
+    assert [codes(entries) for entries in outcomes] == [
+        [(2, "validation_timeout")],
+        [(4, "validation_timeout")],
+        [(7, "invalid_json"), (8, "validation_timeout")],
+        [],
+    ]
+
+
+def test_past_the_allowance_the_job_stops(guard: Guard) -> None:
     with pytest.raises(TooManyStopped):
-        guard.records(compiled(SLOW), "ndjson", lines(*[b"1"] * 10), seconds=0.3, limit=64, tick=noop, may_stop=1)
+        judge(guard, SLOW, lines(*[b"1"] * 10), seconds=0.3, may_stop=1)
 
 
 def test_what_tick_raises_stops_the_child_and_propagates(guard: Guard) -> None:
@@ -102,11 +125,11 @@ def test_what_tick_raises_stops_the_child_and_propagates(guard: Guard) -> None:
     def cancel() -> None:
         raise Cancelled()
 
+    busy = guard.pid
     with pytest.raises(Cancelled):
-        guard.records(compiled(SLOW), "ndjson", lines(b"1"), seconds=60, limit=64, tick=cancel, may_stop=5)
-    assert guard.pid is None or guard.pid > 0  # a successor is warming up
-    outcome = guard.records(compiled(ORDER), "ndjson", lines(b'{"id": 1}'), seconds=5, limit=64, tick=noop, may_stop=0)
-    assert outcome.entries == []
+        judge(guard, SLOW, lines(b"1"), seconds=60, tick=cancel)
+    assert busy is None or not alive(busy)
+    assert judge(guard, ORDER, lines(b'{"id": 1}'), may_stop=0) == [[]]
 
 
 def test_the_guard_answers_what_the_engine_answers_without_it(guard: Guard) -> None:
@@ -117,14 +140,10 @@ def test_the_guard_answers_what_the_engine_answers_without_it(guard: Guard) -> N
         schema, instances, seconds=0, response_bytes=10**6
     )
     records = RawBatch([1, 2, 4, 5], [b"[1, 2]", b"[9]", b"[[[[1]]]]", b"{"])
-    kept = guard.records(schema, "ndjson", records, seconds=5, limit=3, tick=noop, may_stop=0)
-    alone = inline.records(schema, "ndjson", records, seconds=0, limit=3, tick=noop, may_stop=0)
-    assert kept.entries == alone.entries
-    assert [(number, errors[0].get("code")) for number, errors, _ in kept.entries] == [
-        (2, None),
-        (4, "too_deep"),
-        (5, "invalid_json"),
-    ]
+    document = schema.source.document
+    kept = judge(guard, document, records, limit=3)
+    assert kept == judge(inline, document, records, limit=3)
+    assert codes(kept[0]) == [(2, None), (4, "too_deep"), (5, "invalid_json")]
 
 
 def test_the_answer_of_a_check_has_a_byte_budget(guard: Guard) -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from validation.exceptions import InvalidUpload
 from validation.formats import counter_for
-from validation.readers import batches, column_types, converter, records_of
+from validation.parsing import column_types, converter
+from validation.readers import batches, records_of
 
 NDJSON = b'{"a":1}\r\n\n  \n{"a":2}\nnot json\n{"a":\n[1]'
 CSV = b'\xef\xbb\xbfid,note,qty\r\n1,"two\r\nlines, and ""quotes""",3\r\n\r\n2,plain,x\r\n3,"unclosed\n4,a,5\n'
