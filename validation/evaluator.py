@@ -32,6 +32,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any, NoReturn
 
 from validation import channel
@@ -121,17 +122,9 @@ class Evaluator:
         first = done = progress.value
         entries: list[Entry] = []
         flushed = clock()
-        if not batch.errors:
-            for number, value in zip(batch.numbers, batch.values, strict=True):
-                if not is_valid(value):
-                    entries.append(self._entry(compiled, number, value))
-                done += 1
-                progress.value = done
-                if entries and clock() - flushed > FLUSH_SECONDS:
-                    flush(entries, done - first)
-                    entries, flushed = [], clock()
-            return entries
-        for number, value, error in batch.in_order():
+        # Without record errors, the values in order as they are (the common case).
+        rows = zip(batch.numbers, batch.values, repeat(None)) if not batch.errors else batch.in_order()
+        for number, value, error in rows:
             if error is not None:
                 entries.append((number, [error], False))
             elif not is_valid(value):

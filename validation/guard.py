@@ -384,7 +384,10 @@ class _Run:
         guard = self.guard
         seen, since = guard._progress.value, time.monotonic()
         while True:
+            idle = not self.flights
             self._fill()
+            if idle and self.flights:  # the child starts on them now (perhaps a new child, just ready)
+                seen, since = guard._progress.value, time.monotonic()
             while self.batches and self.open[self.yielded] == 0:
                 raw, outcome = self.batches.popleft()
                 del self.open[self.yielded]

@@ -80,7 +80,8 @@ def within(seconds: float) -> Iterator[Callable[[], float]]:
 
 
 def gunicorn_workers(base: str) -> set[int]:
-    """The pids of the gunicorn workers serving ``base`` (children of its master)."""
+    """The pids of the gunicorn workers serving ``base``: the children of its
+    master (not their own children, the guard's forks, which share the command line)."""
     port = base.rsplit(":", 1)[1]
     processes = {}
     for entry in Path("/proc").iterdir():
@@ -93,7 +94,8 @@ def gunicorn_workers(base: str) -> set[int]:
             continue
         if b"gunicorn" in b" ".join(command) and f"127.0.0.1:{port}".encode() in command:
             processes[int(entry.name)] = parent
-    return {pid for pid, parent in processes.items() if parent in processes}
+    masters = {pid for pid, parent in processes.items() if parent not in processes}
+    return {pid for pid, parent in processes.items() if parent in masters}
 
 
 def children_of(pid: int) -> set[int]:
