@@ -194,7 +194,7 @@ class _Graph:
             if isinstance(ref, str):
                 target = self._resolve(base, ref)
                 if isinstance(target, dict):
-                    in_place(target, ref)
+                    in_place(target, ref[:_WHERE_CHARS])
                 else:
                     node.leaves += 1
         if refs_only:
@@ -202,47 +202,60 @@ class _Graph:
         for key in _LISTS:
             if isinstance(schema.get(key), list):
                 for index, child in enumerate(schema[key]):
-                    in_place(child, f"{where}/{key}/{index}")
+                    in_place(child, _sub(where, f"{key}/{index}"))
         for key in _SINGLES:
             if key in schema:
-                in_place(schema[key], f"{where}/{key}")
+                in_place(schema[key], _sub(where, key))
         for key in ("dependentSchemas", "dependencies"):
             if isinstance(schema.get(key), dict):
                 for name, child in schema[key].items():
                     if isinstance(child, (dict, bool)):
-                        in_place(child, f"{where}/{key}/{_escape(name)}")
+                        in_place(child, _sub(where, f"{key}/{_escape(name)}"))
         self._descents(schema, where, descend)
 
     def _descents(self, schema: dict[str, Any], where: str, descend: Any) -> None:
         properties = schema.get("properties")
         if isinstance(properties, dict):
             for name, child in properties.items():
-                descend(f"property:{name}", child, f"{where}/properties/{_escape(name)}")
+                descend(f"property:{name}", child, _sub(where, f"properties/{_escape(name)}"))
         patterns = schema.get("patternProperties")
         if isinstance(patterns, dict):
             for pattern, child in patterns.items():
                 # A key may match a pattern and a named property too; counting
                 # the pattern alone keeps the bound low (patterns are never run here).
-                descend(f"pattern:{pattern}", child, f"{where}/patternProperties/{_escape(pattern)}")
+                descend(f"pattern:{pattern}", child, _sub(where, f"patternProperties/{_escape(pattern)}"))
         for key in _OTHER_PROPERTIES:
             if key in schema:
-                descend("property:*", schema[key], f"{where}/{key}")
+                descend("property:*", schema[key], _sub(where, key))
         if "propertyNames" in schema:
-            descend("name", schema["propertyNames"], f"{where}/propertyNames")
+            descend("name", schema["propertyNames"], _sub(where, "propertyNames"))
         items = schema.get("items")
         positional = next((schema[key] for key in _POSITIONAL if isinstance(schema.get(key), list)), None)
         if isinstance(items, list):
             positional = items
         elif items is not None:
-            descend("item:*", items, f"{where}/items")
+            descend("item:*", items, _sub(where, "items"))
         for index, child in enumerate(positional or ()):
-            descend(f"item:{index}", child, f"{where}/{'items' if positional is items else 'prefixItems'}/{index}")
+            descend(f"item:{index}", child, _sub(where, f"{'items' if positional is items else 'prefixItems'}/{index}"))
         for key in _REST_ITEMS:
             if key in schema:
-                descend("item:*", schema[key], f"{where}/{key}")
+                descend("item:*", schema[key], _sub(where, key))
         if "contains" in schema:
             for kind in ["item:*", *(f"item:{index}" for index in range(len(positional or ())))]:
-                descend(kind, schema["contains"], f"{where}/contains")
+                descend(kind, schema["contains"], _sub(where, "contains"))
+
+
+# Characters kept of a subschema's location in messages: a 1 MB property
+# name must not be copied into every location below it.
+_WHERE_CHARS = 200
+
+
+def _sub(where: str, part: str) -> str:
+    """The location ``part`` below ``where``, cut to ``_WHERE_CHARS``."""
+    if len(where) >= _WHERE_CHARS:
+        return where
+    path = f"{where}/{part}"
+    return path if len(path) <= _WHERE_CHARS else path[:_WHERE_CHARS] + "…"
 
 
 def _strip(uri: str) -> str:

@@ -94,3 +94,14 @@ def test_the_analysis_of_a_huge_schema_is_bounded() -> None:
     started = time.monotonic()
     assert cost(huge) == -1  # too large to analyse: left to the time budget
     assert time.monotonic() - started < 5
+
+
+def test_locations_in_reasons_stay_short_whatever_the_names() -> None:
+    name = "n" * 1_000_000
+    nested: Any = fanout_chain(20)
+    for _ in range(50):
+        nested = {"properties": {name: nested}}
+    started = time.monotonic()
+    with pytest.raises(SchemaTooComplex) as refused:
+        cost(nested)
+    assert time.monotonic() - started < 5 and len(refused.value.reason) < 1000
