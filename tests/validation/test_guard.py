@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.checks import run_checks
 from django.test.utils import override_settings
 
 from tests.validation.hostile import alive, fanout_chain
@@ -152,3 +153,15 @@ def test_the_answer_of_a_check_has_a_byte_budget(guard: Guard) -> None:
     sizes = [len(errors) for _, errors, _ in results]
     assert sizes[0] == 100 and sum(sizes) < 200 and sizes[-1] == 0
     assert all(truncated for _, _, truncated in results)
+
+
+def test_check_deploy_warns_when_a_time_limit_is_turned_off(settings: Any) -> None:
+    def warnings() -> list[str]:
+        return [m.msg for m in run_checks(include_deployment_checks=True) if m.id == "validation.W001"]
+
+    assert warnings() == []
+    settings.VALIDATION_RECORD_TIME_LIMIT = 0
+    assert warnings() == [
+        "VALIDATION_RECORD_TIME_LIMIT is 0: validations are not time-limited, "
+        "and one hostile schema can hold a worker for minutes."
+    ]
