@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
-.PHONY: setup run test lint clean system-programs
+.PHONY: setup run test lint clean fuzz system-programs
 
 $(BIN)/python:
 	@PYTHON=$(PYTHON) bin/system-deps venv
@@ -36,6 +36,14 @@ system-programs:
 
 test: system-programs $(BIN)/.dev-installed
 	@bin/system-deps -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fuzz tests, longer than in `make test` and from a fresh seed (printed;
+# replay with TOLLGATE_FUZZ_SEED=...).
+FUZZ_EXAMPLES ?= 500
+fuzz: system-programs $(BIN)/.dev-installed
+	@seed=$${TOLLGATE_FUZZ_SEED:-$$(date +%s)}; echo "TOLLGATE_FUZZ_SEED=$$seed"; \
+		TOLLGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) TOLLGATE_FUZZ_SEED=$$seed bin/system-deps -- $(BIN)/python -m pytest --timeout=3600 \
+		tests/validation/test_fuzz_hostile.py tests/apidocs/test_schemathesis.py
 
 lint: $(BIN)/.dev-installed
 	$(BIN)/ruff check .

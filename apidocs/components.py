@@ -38,6 +38,16 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "invalid_schema": (400, "The schema is not valid for its draft; `details.errors` lists the meta-schema errors."),
     "too_many_instances": (400, "More instances than the plan's `max_sync_instances` in one call."),
     "invalid_upload": (400, "The upload cannot be read in its format."),
+    "too_deep": (
+        400,
+        "An instance nests deeper than `VALIDATION_MAX_DEPTH` (64) levels, or a schema deeper than "
+        "`VALIDATION_MAX_SCHEMA_DEPTH` (128); `details.field` says which.",
+    ),
+    "schema_too_complex": (
+        400,
+        "The schema's evaluation can expand without bound (a `$ref` loop, or fan-out through "
+        "`anyOf`/`oneOf`/`allOf` and `$ref`); `details.reason` says where.",
+    ),
     "schema_not_found": (404, "No such schema (name/version) for this account."),
     "job_not_found": (404, "No such job for this account."),
     "schema_exists": (409, "This name and version are registered already; versions are immutable."),
@@ -48,6 +58,12 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "length_required": (411, "Send `Content-Length` or a chunked body."),
     "payload_too_large": (413, "The upload is larger than the plan's `max_upload_bytes`."),
     "unsupported_media_type": (415, "The body's content type is not accepted here."),
+    "validation_timeout": (
+        422,
+        "Validating the request took longer than `VALIDATION_SYNC_TIME_LIMIT` (2 s); it was stopped. "
+        "The units stay charged.",
+    ),
+    "validation_crashed": (422, "The validator stopped while validating the request (e.g. out of memory)."),
 }
 
 
@@ -132,13 +148,23 @@ ERROR_STATUSES = {
     411: ("LengthRequired", "The upload has no length.", ()),
     413: ("PayloadTooLarge", "The upload is larger than the plan allows.", ()),
     415: ("UnsupportedMediaType", "The body's content type is not accepted here.", ()),
+    422: ("UnprocessableContent", "The request is well-formed but could not be validated in time.", ()),
     429: ("TooManyRequests", "A rate limit or quota would be exceeded; nothing was consumed.", ("Retry-After",)),
     503: ("ServiceUnavailable", "A backing service did not answer; retry after `Retry-After`.", ("Retry-After",)),
 }
 
 
+# What the HTTP server (gunicorn) answers itself, in HTML, before the API
+# sees the request: any operation may get these.
+SERVER_STATUSES = {
+    414: ("UriTooLong", "The request line is longer than the server reads (4094 bytes): shorten the query."),
+    431: ("RequestHeaderFieldsTooLarge", "A request header is larger than the server reads (8190 bytes)."),
+}
+
+
 def response_ref(status: int) -> Json:
-    return {"$ref": f"#/components/responses/{ERROR_STATUSES[status][0]}"}
+    name = SERVER_STATUSES[status][0] if status in SERVER_STATUSES else ERROR_STATUSES[status][0]
+    return {"$ref": f"#/components/responses/{name}"}
 
 
 def components() -> Json:
@@ -153,6 +179,8 @@ def components() -> Json:
         schemas[f"Error{status}"] = error_schema(codes_for(status) or None)
         extra = RATE_LIMIT_HEADERS if status == 429 else ()
         responses[name] = _error_response(description, status, *headers, *extra)
+    for name, description in SERVER_STATUSES.values():
+        responses[name] = {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
     return {
         "securitySchemes": {
             "bearerAuth": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer tg_…`"},

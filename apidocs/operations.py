@@ -3,14 +3,15 @@ usage) plus the document's own.
 
 Every metered operation answers 401 (no usable key), 429 (a limit; not for
 ``usage``, which consumes nothing) and 503 (Redis or the database did not
-answer), and its success carries the rate-limit headers.
+answer), and its success carries the rate-limit headers. Every operation may
+get the HTTP server's own 414 and 431 (``components.SERVER_STATUSES``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from apidocs.components import RATE_LIMIT_HEADERS, header_refs, response_ref
+from apidocs.components import RATE_LIMIT_HEADERS, SERVER_STATUSES, header_refs, response_ref
 
 Json = dict[str, Any]
 
@@ -48,7 +49,7 @@ def operation(
 ) -> Json:
     """An operation; ``errors`` lists the statuses of its own error answers,
     on top of the metering ones (401, 429 when ``limited``, 503)."""
-    statuses = set(errors)
+    statuses = set(errors) | set(SERVER_STATUSES)
     if metered:
         statuses |= {401, 503} | ({429} if limited else set())
     described: Json = {

@@ -175,8 +175,12 @@ def _validate_paths() -> Json:
                     )
                 },
                 tag="validation",
-                errors=(400, 404, 413),
-                description="Cost: one request and one quota unit per instance, charged before validating.",
+                errors=(400, 404, 413, 422),
+                description=(
+                    "Cost: one request and one quota unit per instance, charged before validating. "
+                    "The validation takes at most `VALIDATION_SYNC_TIME_LIMIT` seconds (422 `validation_timeout`); "
+                    "messages are cut to 256 characters and the answer's errors to 1 MiB (`errors_truncated`)."
+                ),
                 request_body={
                     "required": True,
                     "content": with_example(

@@ -21,8 +21,14 @@ ERROR_ITEM = {
         "instance_path": {"type": "string", "description": "JSON Pointer into the instance."},
         "schema_path": {"type": "string", "description": "JSON Pointer to the failing keyword, through `$ref`."},
         "keyword": {"type": ["string", "null"], "description": "The keyword that failed; null for a record error."},
-        "message": {"type": "string"},
-        "code": {"type": "string", "description": "Record errors only (`invalid_json`, …)."},
+        "message": {
+            "type": "string",
+            "description": "Cut to 256 characters, then `… (N characters)`; pointers to 1024.",
+        },
+        "code": {
+            "description": "Record errors only: the record never reached the schema, or was stopped.",
+            "enum": ["invalid_json", "invalid_csv", "too_deep", "validation_timeout", "validation_crashed"],
+        },
     },
 }
 RESULT = {
@@ -80,18 +86,34 @@ JOB_SUMMARY = {
 }
 JOB_FULL = {
     "allOf": [JOB_SUMMARY],
-    "required": ["errors", "errors_url", "error", "upload_bytes", "attempts", "units", "updated_at"],
+    "required": [
+        "errors",
+        "errors_url",
+        "report_truncated",
+        "error",
+        "upload_bytes",
+        "attempts",
+        "units",
+        "updated_at",
+    ],
     "properties": {
         "errors": {
             "type": "array",
             "maxItems": 100,
-            "description": "The first invalid records, as in the report.",
-            "items": {"type": "object", "required": ["record", "errors"]},
+            "description": "The first errors (at most 100 and 64 KiB), each with its `record`.",
+            "items": {"type": "object", "required": ["record"]},
         },
         "errors_url": LINK,
+        "report_truncated": {
+            "type": "boolean",
+            "description": "The report reached its cap (4 x the upload + 1 MiB): later lines were left out.",
+        },
         "error": {
             "type": ["object", "null"],
-            "description": "Why a failed job failed: `{code, message}`.",
+            "description": (
+                "Why a failed job failed: `{code, message}`; `code` is `worker_lost`, `too_many_timeouts`, "
+                "`internal_error`, or that of a schema refused when the job ran (`schema_too_complex`, …)."
+            ),
         },
         "upload_bytes": COUNT,
         "attempts": COUNT,

@@ -222,6 +222,16 @@ VALIDATION_MAX_DEPTH = _env_number("VALIDATION_MAX_DEPTH", 64, int)
 VALIDATION_REGEX_BACKTRACK_LIMIT = _env_number("VALIDATION_REGEX_BACKTRACK_LIMIT", 100000, int)
 # The longest line / CSV record of an upload, in bytes.
 VALIDATION_MAX_RECORD_BYTES = _env_number("VALIDATION_MAX_RECORD_BYTES", 16 * 1024 * 1024, int)
+# Schemas nested deeper than this many JSON levels are refused (400 too_deep).
+VALIDATION_MAX_SCHEMA_DEPTH = _env_number("VALIDATION_MAX_SCHEMA_DEPTH", 128, int)
+# Time budgets (validation.guard), global for every plan: the validation of one
+# sync request, and of one record of a job; 0 turns the guard off (benchmarks
+# only). A job fails once more than VALIDATION_MAX_TIMEOUTS records were stopped.
+VALIDATION_SYNC_TIME_LIMIT = _env_number("VALIDATION_SYNC_TIME_LIMIT", 2)
+VALIDATION_RECORD_TIME_LIMIT = _env_number("VALIDATION_RECORD_TIME_LIMIT", 2)
+VALIDATION_MAX_TIMEOUTS = _env_number("VALIDATION_MAX_TIMEOUTS", 10, int)
+# Subschema evaluations one instance value may cost (validation.schema_cost).
+VALIDATION_SCHEMA_COST_LIMIT = _env_number("VALIDATION_SCHEMA_COST_LIMIT", 25000, int)
 
 # A finished job's files (its upload, its error report) are deleted by the
 # worker this long after the job finished; the row stays.

@@ -12,7 +12,8 @@ urlpatterns = [
     path("", include("health.urls")),
     # Before the admin's own URLs, which would read "health" as an app label.
     path("admin/health/redis", health_views.redis_report, name="admin-health-redis"),
-    path("admin/django-rq/", include("django_rq.urls")),
+    # django-rq's dashboard, every view behind "Can manage queues".
+    path("admin/django-rq/", include("health.rq_dashboard")),
     path("admin/", admin.site.urls),
     path("api/v1/openapi.json", apidocs_views.openapi_json, name="api-openapi"),
     path("api/docs/", apidocs_views.docs, name="api-docs"),

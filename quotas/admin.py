@@ -1,7 +1,9 @@
 """Admin for plans, accounts and keys.
 
 A key is created from the admin like anywhere else (``api_key_issue``) and its
-full value is shown once, in the confirmation message. Usage today and this
+full value is shown once, on the page that answers the form (never cached),
+and nowhere else: not in a message, which Django keeps in a signed but
+readable cookie, nor in the session. Usage today and this
 month is read from the counters in one round trip per page; with Redis
 unreachable the columns say so and the page still renders.
 """
@@ -12,7 +14,9 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 from redis.exceptions import RedisError
 
 from quotas.limiter import get_backend
@@ -110,11 +114,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        issued = api_key_issue(api_key=obj)
-        messages.warning(
-            request,
-            f"New API key for {obj.account}: {issued.key} (copy it now; it is not stored and will not be shown again).",
-        )
+        # Kept on this request only, for response_add to show.
+        request.issued_key = api_key_issue(api_key=obj).key  # type: ignore[attr-defined]
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        """The new key, on this response (a page, not a redirect): once, here."""
+        key = getattr(request, "issued_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "New API key",
+            "api_key": obj,
+            "key": key,
+        }
+        response = TemplateResponse(request, "admin/quotas/apikey/issued.html", context)
+        add_never_cache_headers(response)  # no-store: no cache or back button keeps the key
+        return response
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -17,17 +17,30 @@ Contracts:
 - ``pattern`` regexes run with a backtracking limit: a catastrophic pattern
   fails the instance (``keyword`` ``pattern``) instead of hanging a worker.
 - Instances nested deeper than ``VALIDATION_MAX_DEPTH`` are not given to the
-  engine; callers report them as the record error ``too_deep``.
+  engine (``validation.depth``); callers report them as ``too_deep``.
+- A schema whose evaluation can expand without bound is refused at compile
+  time (``validation.schema_cost``), and every error is bounded
+  (``validation.bounds``) as it is described.
+- A :class:`CompiledSchema` keeps its :class:`SchemaSource`: what it was
+  compiled from, references included, so that another process (the guard's
+  child, ``validation.guard``) can compile the same schema without a database.
 """
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema_rs
+import orjson
 from django.conf import settings
+
+from validation.bounds import MAX_ERRORS_PER_INSTANCE, bound_error, clip
+from validation.depth import depth_message, max_depth
+from validation.schema_cost import assess
 
 # $schema URIs of the supported drafts, without the optional trailing "#".
 DRAFTS = {
@@ -39,17 +52,14 @@ DRAFTS = {
 }
 DEFAULT_DRAFT = "2020-12"
 UNSUPPORTED_DRAFTS = ("http://json-schema.org/draft-03/schema", "http://json-schema.org/draft-02/schema")
-# Instances deeper than this are refused before validation. Real documents
-# (orders, events, configs) are rarely deeper than ten; 64 leaves room for
-# trees while keeping every recursive walk (ours, the engine's) shallow.
-DEFAULT_MAX_DEPTH = 64
 # Steps the backtracking regex engine may take per match: about a
 # millisecond of work, far above any sane pattern on a sane string, far
 # below what a catastrophic pattern (^(a|a)*$ on "aaaa…!") would burn.
 DEFAULT_BACKTRACK_LIMIT = 100_000
-# An instance whose errors exceed this reports this many and says so: a
-# 100k-item array of wrong types must not produce a 100k-line error entry.
-MAX_ERRORS_PER_INSTANCE = 100
+# Subschema evaluations one instance value may cost (validation.schema_cost).
+# Real schemas need tens, large unions a few thousand; 2^15 is where a
+# fan-out chain starts to cost the errors path a tenth of a second per value.
+DEFAULT_SCHEMA_COST_LIMIT = 25_000
 
 # The engine names each error by the keyword that failed, except where one
 # kind serves several keywords: those are told apart by the schema path.
@@ -71,9 +81,10 @@ class SchemaError(Exception):
     an error dict (see :func:`describe`); ``message`` sums it up."""
 
     def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        message = clip(message)
         super().__init__(message)
         self.message = message
-        self.errors = errors
+        self.errors = [bound_error(error) for error in errors]
 
 
 class ReferenceRefused(Exception):
@@ -119,14 +130,17 @@ def keyword_of(kind: str, schema_path: list[Any]) -> str:
 
 def describe(error: Any) -> dict[str, Any]:
     """One engine error as data: instance_path, schema_path (the keyword's
-    location as evaluated, through ``$ref``), keyword and message."""
+    location as evaluated, through ``$ref``), keyword and message, each cut
+    to its bound (``validation.bounds``)."""
     schema_path = list(error.evaluation_path)
-    return {
-        "instance_path": pointer(error.instance_path),
-        "schema_path": pointer(schema_path),
-        "keyword": keyword_of(error.kind.name, schema_path),
-        "message": error.message,
-    }
+    return bound_error(
+        {
+            "instance_path": pointer(error.instance_path),
+            "schema_path": pointer(schema_path),
+            "keyword": keyword_of(error.kind.name, schema_path),
+            "message": error.message,
+        }
+    )
 
 
 def _plain_error(keyword: str | None, message: str) -> dict[str, Any]:
@@ -140,31 +154,24 @@ def record_error(code: str, message: str) -> dict[str, Any]:
     return {"instance_path": "", "schema_path": "", "keyword": None, "code": code, "message": message}
 
 
-def max_depth() -> int:
-    return int(getattr(settings, "VALIDATION_MAX_DEPTH", DEFAULT_MAX_DEPTH))
-
-
-def too_deep(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests containers more than ``limit`` deep (a scalar
-    is 0, ``[]`` is 1, ``[[]]`` is 2). Iterative: no recursion limit."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        depth += 1
-        if depth > limit:
-            return True
-        stack.extend((child, depth) for child in children if isinstance(child, (dict, list)))
-    return False
-
-
 def depth_error(limit: int) -> dict[str, Any]:
-    return record_error("too_deep", f"The instance is nested deeper than {limit} levels.")
+    return record_error("too_deep", depth_message(limit))
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaSource:
+    """What a schema was compiled from: the document, its base URI, every
+    document its references resolved to (uri -> document) and the engine's
+    options. Plain data: it crosses a process boundary as it is."""
+
+    document: Any
+    base_uri: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+    format_assertion: bool = True
+    backtrack_limit: int = DEFAULT_BACKTRACK_LIMIT
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.document, self.base_uri, self.resources, self.format_assertion, self.backtrack_limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +181,9 @@ class CompiledSchema:
 
     validator: Any
     draft: str
+    source: SchemaSource
+    # Names this schema in a guard's child (validation.guard): equal sources, equal keys.
+    key: str = ""
 
     def is_valid(self, instance: Any) -> bool:
         return bool(self.validator.is_valid(instance))
@@ -188,22 +198,40 @@ class CompiledSchema:
         return found, False
 
     def check(self, instance: Any) -> tuple[bool, list[dict[str, Any]], bool]:
-        """``(valid, errors, truncated)`` for one parsed instance, depth included."""
-        limit = max_depth()
-        if too_deep(instance, limit):
-            return False, [depth_error(limit)], False
+        """``(valid, errors, truncated)`` for one parsed instance (its depth
+        checked already)."""
         if self.is_valid(instance):
             return True, [], False
         errors, truncated = self.errors(instance)
         return False, errors, truncated
 
 
-def _options(*, format_assertion: bool) -> dict[str, Any]:
-    limit = int(getattr(settings, "VALIDATION_REGEX_BACKTRACK_LIMIT", DEFAULT_BACKTRACK_LIMIT))
-    return {
-        "validate_formats": format_assertion,
-        "pattern_options": jsonschema_rs.FancyRegexOptions(backtrack_limit=limit),
+def _options(source: SchemaSource) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "validate_formats": source.format_assertion,
+        "pattern_options": jsonschema_rs.FancyRegexOptions(backtrack_limit=source.backtrack_limit),
     }
+    if source.base_uri is not None:
+        options["base_uri"] = source.base_uri
+    return options
+
+
+def compile_source(source: SchemaSource) -> CompiledSchema:
+    """Compile a source that compiled before (in another process): its
+    references come from ``source.resources`` only, and it is not assessed
+    again. Raises SchemaError if it does not compile after all."""
+    resources = source.resources
+
+    def retrieve(uri: str) -> Any:
+        if uri not in resources:
+            raise ValueError(f"reference to {uri} refused")
+        return resources[uri]
+
+    try:
+        validator = jsonschema_rs.validator_for(source.document, retriever=retrieve, **_options(source))
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+        raise SchemaError(str(exc).splitlines()[0], []) from None
+    return CompiledSchema(validator, draft_of(source.document), source)
 
 
 def compile_schema(
@@ -213,11 +241,13 @@ def compile_schema(
     (uri → schema, or None to refuse). ``format_assertion`` is on for every
     production path; the conformance test turns it off only to check the
     specification's own default. Raises SchemaError with the meta-schema's
-    errors, or with the refused reference."""
+    errors, or with the refused reference; SchemaTooComplex when its
+    evaluation can expand without bound (``validation.schema_cost``)."""
     if not isinstance(schema, (dict, bool)):
         raise SchemaError("A schema must be an object or a boolean.", [_plain_error("type", "not an object")])
     draft = draft_of(schema)
     refused: list[str] = []
+    resources: dict[str, Any] = {}
 
     def retrieve(uri: str) -> Any:
         document = None
@@ -228,18 +258,28 @@ def compile_schema(
         if document is None:
             refused.append(uri)
             raise ValueError(f"reference to {uri} refused")
+        resources[uri] = document
         return document
 
-    kwargs = _options(format_assertion=format_assertion)
-    if base_uri is not None:
-        kwargs["base_uri"] = base_uri
+    limit = int(getattr(settings, "VALIDATION_REGEX_BACKTRACK_LIMIT", DEFAULT_BACKTRACK_LIMIT))
+    source = SchemaSource(schema, base_uri, resources, format_assertion, limit)
     try:
-        validator = jsonschema_rs.validator_for(schema, retriever=retrieve, **kwargs)
+        validator = jsonschema_rs.validator_for(schema, retriever=retrieve, **_options(source))
     except jsonschema_rs.ValidationError as exc:
         raise _schema_error(schema, draft, exc, refused) from None
     except (jsonschema_rs.ReferencingError, ValueError) as exc:
         raise SchemaError(str(exc).splitlines()[0], [_plain_error("$ref", str(exc).splitlines()[0])]) from None
-    return CompiledSchema(validator, draft)
+    cost_limit = int(getattr(settings, "VALIDATION_SCHEMA_COST_LIMIT", DEFAULT_SCHEMA_COST_LIMIT))
+    assess(schema, draft=draft, base_uri=base_uri, resources=resources, limit=cost_limit, max_depth=max_depth())
+    return CompiledSchema(validator, draft, source, _key_of(source))
+
+
+def _key_of(source: SchemaSource) -> str:
+    try:
+        text = orjson.dumps(list(source.as_tuple()), option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):  # not JSON after all: a key of its own
+        return uuid.uuid4().hex
+    return hashlib.sha256(text).hexdigest()
 
 
 def _schema_error(schema: Any, draft: str, exc: Any, refused: list[str]) -> SchemaError:

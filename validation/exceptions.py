@@ -77,3 +77,26 @@ class StorageUnavailable(ServiceUnavailable):
 
 class ReportExpired(ApiError):
     status, code, message = 410, "report_expired", "The job's files were deleted after the retention period."
+
+
+class SchemaTooComplex(ApiError):
+    """400: the schema's evaluation can expand without bound; ``details.reason`` says where."""
+
+    status, code, message = 400, "schema_too_complex", "The schema is too costly to evaluate."
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The schema is too costly to evaluate: {reason}", details={"reason": reason})
+
+
+class TooDeep(ApiError):
+    status, code, message = 400, "too_deep", "The request nests deeper than allowed."
+
+
+class ValidationTimeout(ApiError):
+    status, code = 422, "validation_timeout"
+    message = "Validation took longer than this request's time budget; it was stopped."
+
+
+class ValidationCrashed(ApiError):
+    status, code = 422, "validation_crashed"
+    message = "The validator stopped while validating this request; nothing was validated."

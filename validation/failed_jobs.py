@@ -8,8 +8,10 @@ cancellation delete it), so it can run again. Both actions are conditional
 updates on the row, so two operators (or an operator and recovery) cannot
 act twice:
 
-- :func:`failed_job_retry` puts the row back to ``queued`` (progress, results
-  and error cleared) and enqueues it; ``validation.runner`` claims it as usual.
+- :func:`failed_job_retry` puts the row back to ``queued`` (progress, results,
+  error and attempts cleared: the retried job gets ``VALIDATION_MAX_ATTEMPTS``
+  runs of its own) and enqueues it; ``validation.runner`` claims it as usual
+  (runs from before the retry are fenced out by their start time).
   The quota refunded when it failed is not charged again (the failure was
   ours), and cannot be refunded twice (``refunded_at`` stays set).
 - :func:`failed_job_discard` gives up: the upload is deleted, the row stays
@@ -59,6 +61,8 @@ def failed_job_retry(*, job_id: Any) -> ValidationJob:
         invalid_count=0,
         first_errors=[],
         report="",
+        report_truncated=False,
+        attempts=0,
         started_at=None,
         heartbeat_at=None,
         finished_at=None,

@@ -8,20 +8,22 @@ number of records the job validates.
 - NDJSON: one record per line that is not blank. Record N is line N of the
   file (1-based, blank lines counted as lines, not as records).
 - JSON: the top-level value must be an array; each item is a record, numbered
-  by its 0-based index. ijson parses it incrementally; the whole array is
-  never in memory.
+  by its 0-based index. ``validation.json_array`` splits it as it streams;
+  the whole array is never in memory.
 - CSV: RFC 4180 records: a line break inside double quotes continues the
   record. The first record is the header; data rows are numbered 1-based.
 """
 
 from __future__ import annotations
 
+import csv
 from typing import Any
 
-import ijson
 from django.conf import settings
 
+from validation.depth import max_depth
 from validation.exceptions import InvalidUpload
+from validation.json_array import ArraySplitter, MalformedArray, RecordTooLarge
 
 # One record (line, CSV row) may not exceed this: a "line" of 500 MB without
 # a newline must not be buffered whole, at upload or in the worker.
@@ -30,10 +32,6 @@ DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 def max_record_bytes() -> int:
     return int(getattr(settings, "VALIDATION_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES))
-
-
-class RecordTooLarge(Exception):
-    pass
 
 
 class LineSplitter:
@@ -143,39 +141,40 @@ class NdjsonCounter(Counter):
         return self.count
 
 
+def array_splitter() -> ArraySplitter:
+    """The splitter of JSON-array uploads, with the current limits."""
+    return ArraySplitter(max_depth=max_depth(), max_record_bytes=max_record_bytes())
+
+
 class JsonArrayCounter(Counter):
     def __init__(self) -> None:
-        self._items = ijson.sendable_list()
-        self._parser = ijson.items_coro(self._items, "item", use_float=True)
-        self._started = False
+        self._splitter = array_splitter()
         self.count = 0
 
     def feed(self, chunk: bytes) -> None:
-        if not self._started:
-            head = chunk.lstrip()
-            if head.startswith(b"\xef\xbb\xbf"):
-                head = head[3:].lstrip()
-            if not head:
-                return
-            if not head.startswith(b"["):
-                raise InvalidUpload("A JSON upload must be one array of records.")
-            self._started = True
         try:
-            self._parser.send(chunk)
-        except ijson.JSONError as exc:
-            raise InvalidUpload(f"The JSON array is malformed: {str(exc).splitlines()[0]}") from None
-        self.count += len(self._items)
-        del self._items[:]
+            self.count += len(self._splitter.feed(chunk))
+        except (MalformedArray, RecordTooLarge) as exc:
+            raise InvalidUpload(str(exc)) from None
 
     def finish(self) -> int:
-        if not self._started:
-            raise InvalidUpload("A JSON upload must be one array of records.")
         try:
-            self._parser.close()
-        except ijson.JSONError as exc:
-            raise InvalidUpload(f"The JSON array is malformed: {str(exc).splitlines()[0]}") from None
-        self.count += len(self._items)
+            self.count += len(self._splitter.finish())
+        except MalformedArray as exc:
+            raise InvalidUpload(str(exc)) from None
         return self.count
+
+
+def parse_header(record: bytes) -> list[str]:
+    """The column names of a CSV header record. Raises InvalidUpload."""
+    try:
+        text = record.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidUpload("The CSV header is not UTF-8.") from None
+    names = [name.strip() for name in next(csv.reader([text]), [])]
+    if not names or any(not name for name in names) or len(set(names)) != len(names):
+        raise InvalidUpload("The CSV header must name every column, each once.")
+    return names
 
 
 class CsvCounter(Counter):
@@ -188,8 +187,6 @@ class CsvCounter(Counter):
 
     def _take(self, records: list[bytes]) -> None:
         if records and self.header is None:
-            from validation.readers import parse_header
-
             self.header = parse_header(records[0])
             records = records[1:]
         self.count += len(records)

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from project.storage import discard
 from quotas.limiter import get_backend
+from validation.bounds import clip, storable
 from validation.exceptions import JobFinished, JobNotFound
 from validation.models import ACTIVE_STATUSES, JobStatus, Schema, ValidationJob
 from validation.queue import get_queue_service
@@ -121,7 +122,7 @@ def job_fail(*, job_id: Any, code: str, message: str, attempt: int | None = None
         return False
     updated = rows.update(
         status=JobStatus.FAILED,
-        error={"code": code, "message": message},
+        error={"code": code, "message": storable(clip(message, 1024))},
         finished_at=timezone.now(),
         refund_units=job.units_reserved,
     )

@@ -91,6 +91,9 @@ class ValidationJob(models.Model):
     invalid_count = models.PositiveBigIntegerField(default=0)
     first_errors = models.JSONField(default=list, blank=True)
     report = models.CharField(max_length=255, blank=True, help_text="The errors NDJSON in default storage.")
+    report_truncated = models.BooleanField(
+        default=False, help_text="The report reached its cap (a multiple of the upload); later lines were left out."
+    )
     error = models.JSONField(null=True, blank=True, help_text="Why a failed job failed: {code, message}.")
 
     attempts = models.PositiveIntegerField(default=0)

@@ -34,7 +34,9 @@ def schema_summary(schema: Schema) -> dict[str, Any]:
 
 
 def schema_full(schema: Schema) -> dict[str, Any]:
-    return {**schema_summary(schema), "schema": orjson.loads(schema.document)}
+    # The stored JSON text as it is: never parsed and serialised again, so a
+    # schema reads back whatever its nesting.
+    return {**schema_summary(schema), "schema": orjson.Fragment(schema.document)}
 
 
 def job_url(request: HttpRequest, job: ValidationJob, name: str = "validation-job") -> str:
@@ -62,6 +64,7 @@ def job_full(request: HttpRequest, job: ValidationJob) -> dict[str, Any]:
         **job_summary(request, job),
         "errors": job.first_errors,
         "errors_url": job_url(request, job, "validation-job-errors") if job.status == "succeeded" else None,
+        "report_truncated": job.report_truncated,
         "error": job.error,
         "upload_bytes": job.upload_bytes,
         "attempts": job.attempts,

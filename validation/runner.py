@@ -5,20 +5,33 @@ Contract of :func:`job_run`:
 - It runs only a ``queued`` row, which it claims (``running``, attempt + 1)
   in one conditional UPDATE; anything else (finished, cancelled, running
   elsewhere) is left alone. Two deliveries of one job run it once.
-- Every later write is fenced by the attempt it claimed: if the row was
-  cancelled, or recovery gave the job to another run, the next write
-  matches no row and this run stops without touching the result.
+- Every later write is fenced by the attempt it claimed (its number and start
+  time): if the row was cancelled, or recovery (or an operator's retry) gave
+  the job to another run, the next write matches no row and this run stops
+  without touching the result.
 - A run always starts from the first record and writes its error report to
   a local temporary file, saved to storage at the end: a job run again
-  (after a crash) gives exactly the same result.
+  (after a crash) gives exactly the same result. A report saved by a run that
+  could not record it is deleted again.
+- Records are validated by the guard's child (``validation.guard``), each
+  within ``VALIDATION_RECORD_TIME_LIMIT`` seconds: a record past it is the
+  record error ``validation_timeout`` and the job goes on; past
+  ``VALIDATION_MAX_TIMEOUTS`` such records the job fails
+  (``too_many_timeouts``) and is refunded.
 - Progress (and the heartbeat recovery watches) is written about once a
-  second (``VALIDATION_PROGRESS_SECONDS``).
+  second (``VALIDATION_PROGRESS_SECONDS``), also while one long record runs,
+  so a cancelled job stops within about that long.
 - The upload is streamed from storage as the engine consumes it (from a
   bucket: one GET, read as it goes, ``project.s3_storage``).
-- Storage that fails (the upload cannot be read, the report cannot be
-  written) fails the job ``storage_unavailable``, and any other unexpected
-  exception ``internal_error``; either way its quota is refunded. A database
-  that cannot be written leaves the row running, for recovery to rerun.
+- Output is bounded (``validation.bounds``): ``first_errors`` by count and
+  bytes, each report line by bytes, the report by a multiple of the upload
+  (``report_truncated`` past it); strings are made storable.
+- A failure on our side fails the job with its code and refunds its quota:
+  storage that fails (the upload cannot be read, the report cannot be
+  written: ``storage_unavailable``), a schema that no longer compiles (its
+  code, e.g. ``schema_too_complex``), data the database refused or any other
+  bug (``internal_error``). Only a database that cannot be reached leaves the
+  row running, for recovery.
 """
 
 from __future__ import annotations
@@ -29,32 +42,46 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.db.models import F
 from django.utils import timezone
 
+from project.errors import ApiError
 from project.storage import STORAGE_ERRORS, describe, discard
-from validation.engine import CompiledSchema
+from validation import guard
+from validation.bounds import FIRST_ERRORS, FIRST_ERRORS_BYTES, ErrorBudget, report_cap, storable_error
+from validation.depth import max_depth
 from validation.jobs import job_fail, job_refund, upload_discard
 from validation.models import JobStatus, ValidationJob
-from validation.readers import Batch, batches
+from validation.readers import raw_batches
 from validation.schemas import schema_validator
 
 log = logging.getLogger("tollgate.validation")
 
-FIRST_ERRORS = 100
 DEFAULT_PROGRESS_SECONDS = 1.0
+# A record may take this long; a job this many such records (each costs the
+# worker the budget and a restart of its child) before it fails.
+DEFAULT_RECORD_TIME_LIMIT = 2.0
+DEFAULT_MAX_TIMEOUTS = 10
 
 
 class Interrupted(Exception):
     """The run no longer owns the row (cancelled, or superseded by recovery)."""
+
+
+class JobFailed(Exception):
+    """The job cannot go on: fail it with ``code`` and ``message``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 def _claim(job_id: Any) -> ValidationJob | None:
@@ -71,6 +98,11 @@ def _claim(job_id: Any) -> ValidationJob | None:
     return ValidationJob.objects.select_related("schema").get(pk=job_id)
 
 
+def _fail(job: ValidationJob, code: str, message: str) -> str:
+    job_fail(job_id=job.pk, attempt=job.attempts, code=code, message=message)
+    return "failed"
+
+
 def job_run(*, job_id: Any) -> str:
     """Run the job if it is queued. Returns ``succeeded``, ``failed``,
     ``interrupted`` or ``skipped`` (not queued)."""
@@ -84,26 +116,41 @@ def job_run(*, job_id: Any) -> str:
         log.info("Job %s attempt %s stopped: the job was cancelled or handed to another run", job.pk, job.attempts)
         upload_discard(job_id=job.pk)  # only if it was cancelled (finished)
         return "interrupted"
-    except DatabaseError:
-        # The row cannot be written: leave it running; recovery reruns it
-        # once its heartbeat is stale.
+    except JobFailed as failure:
+        log.warning("Job %s attempt %s failed: %s", job.pk, job.attempts, failure.message)
+        return _fail(job, failure.code, failure.message)
+    except ApiError as refused:  # the schema no longer compiles under today's limits
+        log.warning("Job %s attempt %s: its schema is refused: %s", job.pk, job.attempts, refused.message)
+        return _fail(job, refused.code, f"{refused.message} Its reserved quota was refunded.")
+    except (OperationalError, InterfaceError):
+        # The database cannot be reached: leave the row running; recovery
+        # reruns it once its heartbeat is stale.
         log.exception("Job %s attempt %s lost its database", job.pk, job.attempts)
         raise
-    except Exception as exc:
+    except DatabaseError:
+        # The database refused what the run wrote: running it again would
+        # fail the same way, and recovery would report the worker as lost.
+        log.exception("Job %s attempt %s could not store its results", job.pk, job.attempts)
+        return _fail(job, "internal_error", "The job's results could not be stored; its reserved quota was refunded.")
+    except STORAGE_ERRORS as exc:
         # Storage that fails (the upload cannot be read, the report cannot be
-        # written) is not the client's doing, and any other error is a bug on
-        # our side: either way the job fails and its quota is refunded, as the
-        # contract above says, rather than being retried forever by recovery.
-        if isinstance(exc, STORAGE_ERRORS):
-            log.warning("Job %s attempt %s failed: storage: %s", job.pk, job.attempts, describe(exc))
-            code, message = "storage_unavailable", "Storage did not answer while the job ran"
-        else:
-            log.exception("Job %s attempt %s failed", job.pk, job.attempts)
-            code, message = "internal_error", "The job failed on the server"
-        job_fail(job_id=job.pk, attempt=job.attempts, code=code, message=f"{message}; its reserved quota was refunded.")
-        return "failed"
+        # written) is not the client's doing: the job fails and is refunded.
+        log.warning("Job %s attempt %s failed: storage: %s", job.pk, job.attempts, describe(exc))
+        return _fail(
+            job, "storage_unavailable", "Storage did not answer while the job ran; its reserved quota was refunded."
+        )
+    except Exception:
+        # Any other error is a bug on our side: the job fails (logged with its
+        # traceback) and its quota is refunded, as the contract above says,
+        # rather than being retried forever by recovery.
+        log.exception("Job %s attempt %s failed", job.pk, job.attempts)
+        return _fail(job, "internal_error", "The job failed on the server; its reserved quota was refunded.")
     upload_discard(job_id=job.pk)
     return "succeeded"
+
+
+def record_time_limit() -> float:
+    return float(getattr(settings, "VALIDATION_RECORD_TIME_LIMIT", DEFAULT_RECORD_TIME_LIMIT))
 
 
 class _Run:
@@ -111,14 +158,18 @@ class _Run:
 
     def __init__(self, job: ValidationJob) -> None:
         self.job = job
-        self.fence = ValidationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts)
+        self.fence = ValidationJob.objects.filter(
+            pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts, started_at=job.started_at
+        )
         self.processed = self.valid = self.invalid = 0
         self.first_errors: list[dict[str, Any]] = []
+        self.first_budget = ErrorBudget(FIRST_ERRORS, FIRST_ERRORS_BYTES)
+        self.report_room = report_cap(job.upload_bytes)
+        self.report_truncated = False
+        self.seconds = record_time_limit()
+        self.max_stopped = int(getattr(settings, "VALIDATION_MAX_TIMEOUTS", DEFAULT_MAX_TIMEOUTS))
         self.interval = float(getattr(settings, "VALIDATION_PROGRESS_SECONDS", DEFAULT_PROGRESS_SECONDS))
-
-    def batches(self, file: Any) -> Iterator[Batch]:
-        schema = orjson.loads(self.job.schema.document) if self.job.format == "csv" else None
-        return batches(self.job.format, file, schema)
+        self.next_write = time.monotonic() + self.interval
 
     def write(self, **fields: Any) -> None:
         updated = self.fence.update(
@@ -132,6 +183,13 @@ class _Run:
         if not updated:
             raise Interrupted()
 
+    def tick(self) -> None:
+        """Write progress if it is due (between batches, and while a long
+        record runs): the heartbeat, and how a cancellation is noticed."""
+        if time.monotonic() >= self.next_write:
+            self.write()
+            self.next_write = time.monotonic() + self.interval
+
     def execute(self) -> None:
         # The work horse is a fork of a worker holding all of Django: without
         # this, every cyclic GC pass walks those objects (and copies their
@@ -139,44 +197,53 @@ class _Run:
         # freed by reference counting anyway.
         gc.freeze()
         compiled = schema_validator(schema=self.job.schema)
+        checker = guard.for_this_thread(self.seconds)
+        fmt, limit = self.job.format, max_depth()
         with default_storage.open(self.job.upload, "rb") as file, tempfile.TemporaryFile() as report:
-            self.validate(compiled, self.batches(file), report)
+            judged = checker.judge(
+                compiled,
+                fmt,
+                raw_batches(fmt, file),
+                seconds=self.seconds,
+                limit=limit,
+                tick=self.tick,
+                may_stop=self.max_stopped,
+            )
+            try:
+                for raw, outcome in judged:
+                    self.report(outcome.entries, report)
+                    self.valid += len(raw) - len(outcome.entries)
+                    self.processed += len(raw)
+                    self.tick()
+            except guard.TooManyStopped:
+                raise JobFailed(
+                    "too_many_timeouts",
+                    f"More than {self.max_stopped} records could not be validated within {self.seconds:g} s "
+                    "each; the job was stopped and its reserved quota refunded.",
+                ) from None
             self.finish(report)
 
-    def validate(self, compiled: CompiledSchema, batches: Iterator[Batch], report: Any) -> None:
-        """``is_valid`` over each batch through ``map`` (the engine's own
-        method, no Python frame per record); full errors only for failures."""
-        is_valid, dumps, monotonic = compiled.validator.is_valid, orjson.dumps, time.monotonic
-        next_write = monotonic() + self.interval
-        for batch in batches:
-            values = batch.values
-            verdicts = list(map(is_valid, values))
-            invalid = [(n, v) for n, v, ok in zip(batch.numbers, values, verdicts, strict=True) if not ok]
-            self.valid += len(values) - len(invalid)
-            if invalid or batch.errors:
-                entries = [(n, *compiled.errors(v)) for n, v in invalid]
-                entries += [(n, [error], False) for n, error in batch.errors]
-                entries.sort(key=lambda entry: entry[0])
-                self.report(entries, report, dumps)
-            self.processed += len(batch)
-            if monotonic() >= next_write:
-                self.write()
-                next_write = monotonic() + self.interval
-
-    def report(self, entries: list[tuple[int, list[dict[str, Any]], bool]], report: Any, dumps: Any) -> None:
+    def report(self, entries: list[tuple[int, list[dict[str, Any]], bool]], report: Any) -> None:
+        dumps = orjson.dumps
         for number, errors, truncated in entries:
-            entry: dict[str, Any] = {"record": number, "errors": errors}
-            if truncated:
-                entry["errors_truncated"] = True
-            report.write(dumps(entry) + b"\n")
-            if len(self.first_errors) < FIRST_ERRORS:
-                room = FIRST_ERRORS - len(self.first_errors)
-                self.first_errors.extend({"record": number, **error} for error in errors[:room])
+            if not self.report_truncated:
+                entry: dict[str, Any] = {"record": number, "errors": errors}
+                if truncated:
+                    entry["errors_truncated"] = True
+                line = dumps(entry) + b"\n"
+                if len(line) > self.report_room:
+                    self.report_truncated = True
+                else:
+                    self.report_room -= len(line)
+                    report.write(line)
+            if self.first_budget.count:
+                kept, _ = self.first_budget.take([{"record": number, **storable_error(e)} for e in errors])
+                self.first_errors.extend(kept)
         self.invalid += len(entries)
 
     def finish(self, report: Any) -> None:
         name = ""
-        if self.invalid:
+        if self.invalid and report.tell():
             report.seek(0)
             target = f"reports/{self.job.account_id}/{self.job.pk}-{self.job.attempts}.ndjson"
             name = default_storage.save(target, File(report, name=target))
@@ -185,9 +252,15 @@ class _Run:
         reserved = self.job.units_reserved
         overcharge = max(0, reserved - self.processed) if reserved else 0
         try:
-            self.write(status=JobStatus.SUCCEEDED, report=name, finished_at=timezone.now(), refund_units=overcharge)
-        except Interrupted:
-            discard(name)
+            self.write(
+                status=JobStatus.SUCCEEDED,
+                report=name,
+                report_truncated=self.report_truncated,
+                finished_at=timezone.now(),
+                refund_units=overcharge,
+            )
+        except BaseException:
+            discard(name)  # nothing will ever point at it
             raise
         if overcharge:
             log.warning("Job %s reserved %s units for %s records", self.job.pk, reserved, self.processed)

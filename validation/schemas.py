@@ -25,9 +25,11 @@ import orjson
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from validation.depth import depth_message, max_schema_depth, too_deep
 from validation.engine import CompiledSchema, SchemaError, compile_schema
-from validation.exceptions import InvalidRequest, InvalidSchema, SchemaExists, SchemaNotFound
+from validation.exceptions import InvalidRequest, InvalidSchema, SchemaExists, SchemaNotFound, SchemaTooComplex, TooDeep
 from validation.models import NAME_PATTERN, VERSION_PATTERN, Schema
+from validation.schema_cost import SchemaTooComplex as TooCostly
 
 URI_PREFIX = "tollgate://schemas/"
 LATEST = "latest"
@@ -88,7 +90,8 @@ def _check_name(name: Any, version: Any) -> tuple[str, str]:
 def schema_register(*, account_id: int, name: Any, version: Any, document: Any) -> Schema:
     """Register version ``version`` of ``name``. Raises InvalidRequest (bad
     name or version), SchemaExists (409: versions are immutable),
-    InvalidSchema (400: meta-schema errors or a refused reference)."""
+    InvalidSchema (400: meta-schema errors or a refused reference), TooDeep
+    and SchemaTooComplex (400)."""
     name, version = _check_name(name, version)
     if Schema.objects.filter(account_id=account_id, name=name, version=version).exists():
         raise SchemaExists()
@@ -130,11 +133,22 @@ def schema_lookup(*, account_id: int, reference: str) -> Schema:
     return schema_get(account_id=account_id, name=name, version=version or LATEST)
 
 
+def schema_depth_check(document: Any, field: str = "schema") -> None:
+    """Raises TooDeep (400) for a schema nested deeper than
+    ``VALIDATION_MAX_SCHEMA_DEPTH`` JSON levels."""
+    limit = max_schema_depth()
+    if too_deep(document, limit):
+        raise TooDeep(depth_message(limit, "The schema"), details={"field": field, "max_depth": limit})
+
+
 def _compile(document: Any, *, account_id: int, base_uri: str | None) -> CompiledSchema:
+    schema_depth_check(document)
     try:
         return compile_schema(document, resolve=account_resolver(account_id), base_uri=base_uri)
     except SchemaError as exc:
         raise InvalidSchema(exc.message, exc.errors) from None
+    except TooCostly as exc:
+        raise SchemaTooComplex(exc.reason) from None
 
 
 class _Cache:
@@ -181,6 +195,7 @@ def schema_validator(*, schema: Schema) -> CompiledSchema:
 def inline_validator(*, account_id: int, document: Any) -> CompiledSchema:
     """The compiled validator of an inline schema (which may reference the
     account's registered schemas), cached by its canonical JSON."""
+    schema_depth_check(document)
     digest = hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
     key = ("inline", account_id, digest)
     compiled = validators.get(key)

@@ -1,15 +1,36 @@
 """Synchronous validation: one request, a schema and up to the plan's limit
 of instances, answered inline. The batch path (``validation.runner``)
-validates through the same :class:`~validation.engine.CompiledSchema`."""
+validates through the same :class:`~validation.engine.CompiledSchema` and the
+same guard (``validation.guard``).
+
+Bounds: instances nest at most ``VALIDATION_MAX_DEPTH`` levels and inline
+schemas ``VALIDATION_MAX_SCHEMA_DEPTH`` (400 ``too_deep``, before anything is
+charged); the validation of one request takes at most
+``VALIDATION_SYNC_TIME_LIMIT`` seconds (422 ``validation_timeout``; the units
+stay charged, as the work was done); its errors take at most
+``validation.bounds.RESPONSE_ERROR_BYTES``.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
+from validation import guard
+from validation.bounds import RESPONSE_ERROR_BYTES
+from validation.depth import depth_message, max_depth, too_deep
 from validation.engine import CompiledSchema
-from validation.exceptions import InvalidRequest, TooManyInstances
+from validation.exceptions import InvalidRequest, TooDeep, TooManyInstances, ValidationCrashed, ValidationTimeout
 from validation.schemas import inline_validator, schema_lookup, schema_validator
+
+log = logging.getLogger("tollgate.validation")
+
+# Seconds the validation of one synchronous request may take, all instances
+# together: far above any sane schema (milliseconds), far below gunicorn's 28 s.
+DEFAULT_SYNC_TIME_LIMIT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +65,11 @@ def payload_parse(*, account_id: int, body: Any, max_instances: int) -> Payload:
             f"At most {max_instances} instances per request on this plan; send more as a batch job.",
             details={"max_sync_instances": max_instances, "instances": len(instances)},
         )
+    limit = max_depth()
+    for index, instance in enumerate(instances):
+        if isinstance(instance, (dict, list)) and too_deep(instance, limit):
+            field = "instance" if single else f"instances/{index}"
+            raise TooDeep(depth_message(limit), details={"field": field, "max_depth": limit})
     reference = body["schema"]
     if isinstance(reference, str):
         compiled = schema_validator(schema=schema_lookup(account_id=account_id, reference=reference))
@@ -61,11 +87,25 @@ def _result(valid: bool, errors: list[dict[str, Any]], truncated: bool) -> dict[
     return result
 
 
+def sync_time_limit() -> float:
+    return float(getattr(settings, "VALIDATION_SYNC_TIME_LIMIT", DEFAULT_SYNC_TIME_LIMIT))
+
+
 def payload_validate(*, payload: Payload) -> dict[str, Any]:
     """The answer: ``{"valid", "errors"}`` for one instance, or
     ``{"valid_count", "invalid_count", "results": [{"index", "valid",
-    "errors"}]}`` for a list."""
-    results = [payload.compiled.check(instance) for instance in payload.instances]
+    "errors"}]}`` for a list. Raises ValidationTimeout and ValidationCrashed (422)."""
+    seconds = sync_time_limit()
+    try:
+        results = guard.for_this_thread(seconds).check(
+            payload.compiled, payload.instances, seconds=seconds, response_bytes=RESPONSE_ERROR_BYTES
+        )
+    except guard.Timeout:
+        log.warning("A validation of %s instance(s) ran past %s s and was stopped", len(payload.instances), seconds)
+        raise ValidationTimeout(details={"seconds": seconds}) from None
+    except guard.Crashed:
+        log.error("The validator stopped while validating %s instance(s)", len(payload.instances))
+        raise ValidationCrashed() from None
     if payload.single:
         return _result(*results[0])
     valid_count = sum(1 for valid, _, _ in results if valid)

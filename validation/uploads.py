@@ -9,7 +9,9 @@ holds one 8 MiB part), and ``request.body`` is never touched.
 Size: a ``Content-Length`` over the plan's limit is refused before a byte is
 read; a chunked body (no length; gunicorn de-chunks it and says so with
 ``wsgi.input_terminated``) is counted as it streams and refused as soon as it
-passes the limit. Either way the partial file is deleted.
+passes the limit. Either way the partial file is deleted. A body whose framing
+is broken (a chunk size that is not hexadecimal, a body that ends early) is a
+400 ``invalid_request``, like a malformed multipart body.
 
 Multipart bodies are read with Django's own streaming multipart ``Parser``
 (the one ``request.FILES`` uses), driven part by part so that the ``file``
@@ -37,6 +39,7 @@ from django.http.multipartparser import (  # type: ignore[attr-defined]
     exhaust,
 )
 from django.utils.http import parse_header_parameters
+from gunicorn.http.errors import ParseException
 
 from project.storage import BUCKET_ERRORS, STORAGE_ERRORS, describe, discard
 from validation.exceptions import InvalidRequest, PayloadTooLarge, StorageUnavailable, UnsupportedFormat
@@ -121,7 +124,8 @@ class _Stream:
 
 
 def body_chunks(request: HttpRequest) -> Iterator[bytes]:
-    """The request body as a stream of chunks, with or without Content-Length."""
+    """The request body as a stream of chunks, with or without Content-Length.
+    Raises InvalidRequest when the body's framing is broken."""
     if request.META.get("CONTENT_LENGTH"):
         read = request.read
     elif request.META.get("wsgi.input_terminated"):
@@ -129,7 +133,12 @@ def body_chunks(request: HttpRequest) -> Iterator[bytes]:
     else:
         return
     while True:
-        chunk = read(CHUNK_BYTES)
+        try:
+            chunk = read(CHUNK_BYTES)
+        except (ParseException, OSError, ValueError) as exc:
+            # gunicorn de-chunks while we read: a broken chunk surfaces here
+            # (OSError: the client went away mid-body).
+            raise InvalidRequest(f"The request body is malformed: {type(exc).__name__}: {exc}"[:300]) from None
         if not chunk:
             return
         yield chunk
@@ -205,13 +214,18 @@ def upload_receive(*, request: HttpRequest, account_id: int, max_bytes: int, exp
 
 
 class _ChunkReader:
-    """``read()`` over an iterator of chunks, for Django's ChunkIter."""
+    """``read()`` over an iterator of chunks, for Django's ChunkIter; keeps
+    the last ``keep`` bytes read, where the closing boundary must be."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    def __init__(self, chunks: Iterator[bytes], keep: int) -> None:
         self._chunks = chunks
+        self._keep = keep
+        self.tail = b""
 
     def read(self, size: int = -1) -> bytes:
-        return next(self._chunks, b"")
+        chunk = next(self._chunks, b"")
+        self.tail = (self.tail + chunk)[-self._keep :]
+        return chunk
 
 
 def _text(value: Any) -> str:
@@ -225,7 +239,9 @@ def _receive_multipart(
     boundary = options.get("boundary", "")
     if not boundary:
         raise InvalidRequest("The multipart body has no boundary.")
-    stream = LazyStream(ChunkIter(_ChunkReader(body_chunks(request)), CHUNK_BYTES))  # type: ignore[arg-type]
+    closing = b"--" + boundary.encode("ascii", "replace") + b"--"
+    reader = _ChunkReader(body_chunks(request), len(closing) + 4)
+    stream = LazyStream(ChunkIter(reader, CHUNK_BYTES))  # type: ignore[arg-type]
     upload: Upload | None = None
     schema_field: str | None = None
     try:
@@ -244,6 +260,10 @@ def _receive_multipart(
                 exhaust(part)
             else:
                 exhaust(part)
+        if not reader.tail.rstrip().endswith(closing):
+            # Django's parser takes a body cut short for a whole one: the file
+            # part would be stored truncated.
+            raise MultiPartParserError("it does not end with its closing boundary")
     except MultiPartParserError as exc:
         if upload is not None:
             discard(upload.name)

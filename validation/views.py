@@ -16,15 +16,18 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
 
 from project.api import api_view, json_body, json_response
+from project.errors import InvalidJson
 from project.storage import STORAGE_ERRORS, describe
 from quotas.metering import charged_in_view, metered
 from validation import representations as show
+from validation.depth import max_depth
 from validation.exceptions import (
     InvalidRequest,
     PayloadTooLarge,
     ReportExpired,
     ReportUnavailable,
     StorageUnavailable,
+    TooDeep,
 )
 from validation.jobs import job_cancel, job_get
 from validation.models import JobStatus, Schema, ValidationJob
@@ -40,6 +43,11 @@ def _json(request: HttpRequest) -> Any:
         return json_body(request)
     except RequestDataTooBig:
         raise PayloadTooLarge("The body is too large for this endpoint; send large data as a batch job.") from None
+    except InvalidJson as exc:
+        if "depth limit" not in str(exc.details):
+            raise
+        # orjson stops by itself past 1024 levels: deeper than any limit.
+        raise TooDeep("The body nests deeper than 1024 levels.", details={"max_depth": max_depth()}) from None
 
 
 def _account(request: HttpRequest) -> int:

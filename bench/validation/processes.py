@@ -28,8 +28,13 @@ _SCRUBBED = ("DATABASE_URL", "WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "ME
 
 
 class Stack:
-    def __init__(self, directory: Path) -> None:
+    """``overrides`` are added to every process's environment; ``worker=False``
+    starts no rqworker (the caller starts its own, e.g. ``rqworker --burst``)."""
+
+    def __init__(self, directory: Path, *, worker: bool = True, **overrides: str) -> None:
         self.directory = directory
+        self.overrides = overrides
+        self.with_worker = worker
         self.redis = RedisServer()
         self.processes: list[subprocess.Popen[str]] = []
         self.logs: list[tempfile._TemporaryFileWrapper[str]] = []
@@ -45,6 +50,7 @@ class Stack:
             REDIS_URL=self.redis.url,
             DATABASE_URL=f"sqlite:///{self.directory / 'bench.sqlite3'}",
             MEDIA_ROOT=str(self.directory / "media"),
+            **self.overrides,
         )
 
     def manage(self, *args: str) -> str:
@@ -55,9 +61,10 @@ class Stack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
         return result.stdout
 
-    def spawn(self, command: list[str]) -> subprocess.Popen[str]:
+    def spawn(self, command: list[str], **overrides: str) -> subprocess.Popen[str]:
         log = tempfile.TemporaryFile("w+")
-        process = subprocess.Popen(command, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+        env = {**self.env(), **overrides}
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         self.processes.append(process)
         self.logs.append(log)
         return process
@@ -69,36 +76,29 @@ class Stack:
             self.manage("set_plan", "bench", "--no-rate", "--quota", "1000000000/day", "--max-upload-mb", "2048")
             self.manage("create_account", "bench", "--plan", "bench")
             self.key = self.manage("create_api_key", "bench").strip().splitlines()[-1]
-            port = free_port()
-            web = self.spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "project.wsgi",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    "2",
-                    "--timeout",
-                    "600",
-                ]
-            )
-            self.worker = self.spawn([sys.executable, "manage.py", "rqworker", "validation"])
-            self.base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(f"{self.base}/health/live", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    if web.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"gunicorn did not start:\n{self.read_log(0)}") from None
-                    time.sleep(0.1)
+            self.base = self.web()
+            if self.with_worker:
+                self.worker = self.spawn([sys.executable, "manage.py", "rqworker", "validation"])
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def web(self, **overrides: str) -> str:
+        """Start a gunicorn (2 workers) with ``overrides``; its base URL once it answers."""
+        port = free_port()
+        command = [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}"]
+        web = self.spawn([*command, "--workers", "2", "--timeout", "600"], **overrides)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/health/live", timeout=1)
+                return base
+            except httpx.HTTPError:
+                if web.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn did not start:\n{self.read_log(len(self.logs) - 1)}") from None
+                time.sleep(0.1)
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         for process in self.processes:
@@ -130,6 +130,21 @@ class Stack:
             if children:
                 return int(children[0])
         return None
+
+    @classmethod
+    def tree_cpu_seconds(cls, pid: int) -> tuple[float, float]:
+        """(user, system) CPU seconds of ``pid`` and its children now (the
+        work horse and the guard's child that validates for it)."""
+        user, system = cls.cpu_seconds(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in children:
+                child_user, child_system = cls.cpu_seconds(int(child))
+                user, system = user + child_user, system + child_system
+        return user, system
 
     @staticmethod
     def cpu_seconds(pid: int) -> tuple[float, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -14,24 +16,28 @@ from tests.redis_server import RedisServer
 pytestmark = pytest.mark.django_db
 
 
-def test_creating_a_key_shows_it_once(admin_client: Client) -> None:
+def test_creating_a_key_shows_it_once_on_the_answer_and_never_in_a_cookie_or_the_session(admin_client: Client) -> None:
     account = AccountFactory()
     response = admin_client.post(
         "/admin/quotas/apikey/add/",
         {"account": account.pk, "label": "from admin", "expires_at_0": "", "expires_at_1": ""},
-        follow=True,
     )
-    assert response.status_code == 200
-    shown = [
-        word for message in response.context["messages"] for word in str(message).split() if word.startswith("tg_")
-    ]
-    assert len(shown) == 1
+    assert response.status_code == 200  # the key is on this page, not behind a redirect
+    assert "no-store" in response["Cache-Control"]
+    shown = re.findall(r"tg_[A-Za-z0-9]+_[A-Za-z0-9_-]+", response.content.decode())
+    assert len(set(shown)) == 1
     parsed = keys.parse(shown[0])
     assert parsed is not None
     stored = ApiKey.objects.get(prefix=parsed.prefix)
     assert stored.label == "from admin" and keys.secret_matches(parsed.secret, stored.secret_hash)
-    change_page = admin_client.get(f"/admin/quotas/apikey/{stored.pk}/change/")
-    assert parsed.secret.encode() not in change_page.content
+    # Nothing that outlives the response holds the secret: no cookie (Django's
+    # messages cookie is signed, not encrypted), no session, no later page.
+    assert all(parsed.secret not in morsel.value for morsel in response.cookies.values())
+    assert all(parsed.secret not in str(value) for value in admin_client.session.values())
+    for page in ("/admin/quotas/apikey/", f"/admin/quotas/apikey/{stored.pk}/change/"):
+        later = admin_client.get(page)
+        assert parsed.secret.encode() not in later.content
+        assert all(parsed.secret not in morsel.value for morsel in later.cookies.values())
 
 
 @pytest.mark.django_db(transaction=True)  # the invalidation is published on commit

@@ -6,14 +6,9 @@ from typing import Any
 
 import pytest
 
-from validation.engine import (
-    DEFAULT_MAX_DEPTH,
-    MAX_ERRORS_PER_INSTANCE,
-    SchemaError,
-    compile_schema,
-    draft_of,
-    too_deep,
-)
+from validation.bounds import MAX_ERRORS_PER_INSTANCE
+from validation.depth import DEFAULT_MAX_DEPTH, too_deep
+from validation.engine import SchemaError, compile_schema, depth_error, draft_of
 
 DRAFT4 = "http://json-schema.org/draft-04/schema#"
 DRAFT7 = "http://json-schema.org/draft-07/schema#"
@@ -121,20 +116,16 @@ def test_catastrophic_regex_stops_at_the_backtracking_limit(settings: Any) -> No
 
 
 def test_instances_deeper_than_the_limit_are_rejected_cleanly(settings: Any) -> None:
-    schema = compiled({})
     assert DEFAULT_MAX_DEPTH == settings.VALIDATION_MAX_DEPTH == 64
-    assert schema.check(nested(64)) == (True, [], False)
-    valid, errors, _ = schema.check(nested(65))
-    assert not valid
-    assert errors == [
-        {
-            "instance_path": "",
-            "schema_path": "",
-            "keyword": None,
-            "code": "too_deep",
-            "message": "The instance is nested deeper than 64 levels.",
-        }
-    ]
+    assert not too_deep(nested(64), 64)
+    assert too_deep(nested(65), 64)
+    assert depth_error(64) == {
+        "instance_path": "",
+        "schema_path": "",
+        "keyword": None,
+        "code": "too_deep",
+        "message": "The instance is nested deeper than 64 levels.",
+    }
     # Far beyond any recursion limit, still a clean answer.
     assert too_deep(nested(100_000), 64)
     assert not too_deep({"a": [{"b": 1}]}, 3)

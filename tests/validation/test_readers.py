@@ -10,7 +10,8 @@ import pytest
 
 from validation.exceptions import InvalidUpload
 from validation.formats import counter_for
-from validation.readers import batches, column_types, converter, records_of
+from validation.parsing import column_types, converter
+from validation.readers import batches, records_of
 
 NDJSON = b'{"a":1}\r\n\n  \n{"a":2}\nnot json\n{"a":\n[1]'
 CSV = b'\xef\xbb\xbfid,note,qty\r\n1,"two\r\nlines, and ""quotes""",3\r\n\r\n2,plain,x\r\n3,"unclosed\n4,a,5\n'
@@ -157,3 +158,20 @@ def test_deep_records_are_record_errors_in_every_format(settings: Any) -> None:
     assert read("json", b"[" + line + b", 1]")[0][2]["code"] == "too_deep"
     rows = read("csv", b'a\n"[[[[1]]]]"\n', {"properties": {"a": {"type": "array"}}})
     assert rows[0][2]["code"] == "too_deep"
+
+
+def test_a_malformed_json_item_is_that_records_error_and_the_job_goes_on() -> None:
+    records = read("json", b'[{"a": 1}, {"a": }, tru, [[[[[[[[1]]]]]]]]]')
+    assert [(n, e["code"] if e else None) for n, _, e in records] == [
+        (0, None),
+        (1, "invalid_json"),
+        (2, "invalid_json"),
+        (3, None),
+    ]
+    assert "Item 1 is not JSON" in records[1][2]["message"]
+
+
+def test_json_items_over_the_record_limit_are_refused_at_upload(settings: Any) -> None:
+    settings.VALIDATION_MAX_RECORD_BYTES = 100
+    with pytest.raises(InvalidUpload, match="longer than 100 bytes"):
+        count("json", b'[{"a": "' + b"x" * 500 + b'"}]', 64)

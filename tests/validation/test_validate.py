@@ -111,13 +111,15 @@ def test_quota_too_small_for_the_instances_is_429_and_nothing_is_validated(db: N
     assert units_used(api) == 0
 
 
-def test_deep_instances_are_invalid_with_a_clean_error(order: Api) -> None:
+def test_deep_instances_are_refused_before_charging(order: Api) -> None:
     deep: Any = 1
     for _ in range(100):
         deep = {"a": deep}
-    result = order.post("/api/v1/validate", {"schema": {}, "instance": deep}).json()
-    assert result["valid"] is False
-    assert result["errors"][0]["code"] == "too_deep"
+    response = order.post("/api/v1/validate", {"schema": {}, "instances": [1, deep]})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "too_deep"
+    assert response.json()["error"]["details"] == {"field": "instances/1", "max_depth": 64}
+    assert units_used(order) == 0
 
 
 def test_a_body_over_djangos_memory_limit_is_413(order: Api, settings: Any) -> None:

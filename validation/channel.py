@@ -1,0 +1,81 @@
+"""Messages between the guard (``validation.guard``) and its child
+(``validation.evaluator``), over a pair of pipes.
+
+Each message is an 8-byte little-endian length and a body. Requests (parent to
+child) are ``marshal``: they carry record bytes and Python numbers exactly,
+and the child trusts its parent. Replies (child to parent) are JSON (orjson):
+the parent parses what a process that ran hostile input wrote with a parser
+that is safe on any bytes.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import struct
+from typing import Any
+
+import orjson
+
+_LENGTH = struct.Struct("<Q")
+
+
+def request(message: tuple[Any, ...]) -> bytes:
+    body = marshal.dumps(message)
+    return _LENGTH.pack(len(body)) + body
+
+
+def reply(message: list[Any]) -> bytes:
+    body = orjson.dumps(message)
+    return _LENGTH.pack(len(body)) + body
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (a pipe takes 64 KiB at a time)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_request(fd: int) -> tuple[Any, ...] | None:
+    """The next request from ``fd``, blocking; None at end of file."""
+    header = _read_exactly(fd, _LENGTH.size)
+    if header is None:
+        return None
+    body = _read_exactly(fd, _LENGTH.unpack(header)[0])
+    if body is None:
+        return None
+    return marshal.loads(body)  # noqa: S302 (from the parent process, see the module docstring)
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    parts: list[bytes] = []
+    while size:
+        part = os.read(fd, min(size, 1 << 20))
+        if not part:
+            return None
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+class Replies:
+    """Replies read from a pipe as they arrive: ``feed`` what ``os.read``
+    returned, then ``pop`` complete messages."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def pop(self) -> list[Any] | None:
+        if len(self._buffer) < _LENGTH.size:
+            return None
+        size = _LENGTH.unpack_from(self._buffer)[0]
+        end = _LENGTH.size + size
+        if len(self._buffer) < end:
+            return None
+        body = bytes(self._buffer[_LENGTH.size : end])
+        del self._buffer[:end]
+        return orjson.loads(body)  # type: ignore[no-any-return]

@@ -1,0 +1,216 @@
+"""What runs next to the engine: in the guard's child process, or inline.
+
+An :class:`Evaluator` keeps compiled schemas by key and answers:
+
+- ``load``: compile a schema from its :class:`~validation.engine.SchemaSource`;
+- ``check``: parsed instances of a synchronous request, each with its errors,
+  within one byte budget for the whole answer (``validation.bounds``);
+- ``records``: one :class:`~validation.parsing.RawBatch` of a job, parsed and
+  validated record by record in number order. After each record the shared
+  progress counter moves on: the guard reads which record is running from it,
+  and stops the child when one runs past its budget. The errors go out with
+  the answer, and every ``FLUSH_SECONDS`` meanwhile with the count of records
+  they cover, so a stopped child's work is lost only since then.
+
+In the child, :func:`serve` reads requests and writes replies on two pipes
+(``validation.channel``). It never reads Django settings or a database, and
+never uses the connections it inherited: every limit comes with the request.
+It dies with its parent (Linux: ``PR_SET_PDEATHSIG``), and each request arms a
+kernel alarm that ends it, GIL or not, if the parent never does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import mmap
+import os
+import signal
+import sys
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from itertools import repeat
+from typing import Any, NoReturn
+
+from validation import channel
+from validation.bounds import MAX_ERRORS_PER_INSTANCE, RECORD_REPORT_BYTES, ErrorBudget
+from validation.engine import CompiledSchema, SchemaSource, compile_source
+from validation.parsing import Converter, RawBatch, converters_for, parse_batch
+
+Entry = tuple[int, list[dict[str, Any]], bool]
+Result = tuple[bool, list[dict[str, Any]], bool]
+CACHE_SIZE = 256
+# How often a batch's errors so far are sent while it runs: what a stopped
+# child's successor must do again is at most this much work.
+FLUSH_SECONDS = 0.05
+_PR_SET_PDEATHSIG = 1
+
+
+class Progress:
+    """Records finished, as one shared 64-bit counter (or a plain one inline)."""
+
+    def __init__(self, buffer: Any = None) -> None:
+        self._cells = memoryview(buffer).cast("q") if buffer is not None else [0]
+
+    @property
+    def value(self) -> int:
+        return int(self._cells[0])
+
+    @value.setter
+    def value(self, number: int) -> None:
+        self._cells[0] = number
+
+
+class UnknownSchema(Exception):
+    """The key was never loaded here, or was evicted."""
+
+
+class Evaluator:
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress = progress or Progress()
+        self._schemas: OrderedDict[str, CompiledSchema] = OrderedDict()
+        self._converters: dict[tuple[str, tuple[str, ...]], list[Converter]] = {}
+
+    def put(self, key: str, compiled: CompiledSchema) -> None:
+        self._schemas[key] = compiled
+        self._schemas.move_to_end(key)
+        while len(self._schemas) > CACHE_SIZE:
+            evicted, _ = self._schemas.popitem(last=False)
+            self._converters = {k: v for k, v in self._converters.items() if k[0] != evicted}
+
+    def load(self, key: str, source: tuple[Any, ...]) -> None:
+        self.put(key, compile_source(SchemaSource(*source)))
+
+    def _get(self, key: str) -> CompiledSchema:
+        compiled = self._schemas.get(key)
+        if compiled is None:
+            raise UnknownSchema(key)
+        self._schemas.move_to_end(key)
+        return compiled
+
+    def check(self, key: str, instances: Sequence[Any], response_bytes: int) -> list[Result]:
+        """``(valid, errors, truncated)`` per instance; all errors together
+        take at most ``response_bytes``."""
+        compiled = self._get(key)
+        budget = ErrorBudget(sys.maxsize, response_bytes)
+        results: list[Result] = []
+        for instance in instances:
+            if compiled.is_valid(instance):
+                results.append((True, [], False))
+                continue
+            errors, truncated = compiled.errors(instance)
+            kept, cut = budget.take(errors)
+            results.append((False, kept, truncated or cut))
+        return results
+
+    def records(
+        self, key: str, fmt: str, raw: RawBatch, limit: int, flush: Callable[[list[Entry], int], None]
+    ) -> list[Entry]:
+        """Parse and validate ``raw`` in number order, counting each record
+        done as it is. Every invalid record's ``(number, errors, truncated)``
+        is collected; at least every ``FLUSH_SECONDS`` the collection goes to
+        ``flush`` with the number of this batch's records done so far, so
+        that a stopped child loses only that little. Returns the rest."""
+        compiled = self._get(key)
+        converters = self._columns(key, compiled, raw.header) if fmt == "csv" else None
+        batch = parse_batch(fmt, raw, limit=limit, converters=converters)
+        is_valid = compiled.validator.is_valid
+        progress, clock = self.progress, time.monotonic
+        first = done = progress.value
+        entries: list[Entry] = []
+        flushed = clock()
+        # Without record errors, the values in order as they are (the common case).
+        rows = zip(batch.numbers, batch.values, repeat(None)) if not batch.errors else batch.in_order()
+        for number, value, error in rows:
+            if error is not None:
+                entries.append((number, [error], False))
+            elif not is_valid(value):
+                entries.append(self._entry(compiled, number, value))
+            done += 1
+            progress.value = done
+            if entries and clock() - flushed > FLUSH_SECONDS:
+                flush(entries, done - first)
+                entries, flushed = [], clock()
+        return entries
+
+    @staticmethod
+    def _entry(compiled: CompiledSchema, number: int, value: Any) -> Entry:
+        errors, truncated = compiled.errors(value)
+        kept, cut = ErrorBudget(MAX_ERRORS_PER_INSTANCE, RECORD_REPORT_BYTES).take(errors)
+        return number, kept, truncated or cut
+
+    def _columns(self, key: str, compiled: CompiledSchema, header: list[str] | None) -> list[Converter]:
+        names = tuple(header or ())
+        converters = self._converters.get((key, names))
+        if converters is None:
+            converters = self._converters[(key, names)] = converters_for(compiled.source.document, list(names))
+        return converters
+
+
+# -- the child process ----------------------------------------------------------
+
+
+def _die_with(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(0)  # the parent died before we could tie ourselves to it
+
+
+def _serve(evaluator: Evaluator, message: tuple[Any, ...], out: int) -> list[Any]:
+    kind, key = message[0], message[1]
+    if kind == "load":
+        evaluator.load(key, message[2])
+        return ["loaded"]
+    if kind == "check":
+        return ["checked", evaluator.check(key, message[2], message[3])]
+    fmt, numbers, items, errors, header, limit = message[2:8]
+    raw = RawBatch(numbers, items, [tuple(error) for error in errors], header)  # type: ignore[misc]
+
+    def flush(entries: list[Entry], done: int) -> None:
+        channel.write_all(out, channel.reply(["entries", done, entries]))
+
+    return ["done", evaluator.records(key, fmt, raw, limit, flush)]
+
+
+def _own_signals() -> None:
+    """The parent's signal handlers (gunicorn's, rq's) are not this process's."""
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+    for number in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            if callable(signal.getsignal(number)):
+                signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this process ends
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the alarm below ends it, whatever runs
+
+
+def serve(requests: int, replies: int, progress: mmap.mmap, parent: int) -> NoReturn:
+    """The child's life, in a fork of the guard's process: read requests,
+    answer them, until the requests pipe closes; then end the process
+    (``os._exit``: nothing of the parent's, no atexit, no buffers, runs)."""
+    try:
+        _die_with(parent)
+        _own_signals()
+        gc.freeze()  # the parent's objects: never walked here
+        evaluator = Evaluator(Progress(progress))
+        channel.write_all(replies, channel.reply(["ready"]))
+        while True:
+            message = channel.read_request(requests)
+            if message is None:
+                break
+            signal.setitimer(signal.ITIMER_REAL, float(message[-1]))
+            try:
+                answer = _serve(evaluator, message[:-1], replies)
+            except UnknownSchema:
+                answer = ["unknown"]
+            except Exception:  # a bug here must reach the parent's log, and this process live on
+                answer = ["failed", traceback.format_exc()[-4000:]]
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            channel.write_all(replies, channel.reply(answer))
+    finally:
+        os._exit(0)
