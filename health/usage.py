@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quotas.limiter import Traffic
+from quotas.traffic import Traffic
 from quotas.models import Account, ApiKey
 
 # The page reads the counters of this many accounts at most, every refresh:

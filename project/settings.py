@@ -73,6 +73,9 @@ if RATELIMIT_FAIL_MODE not in RATELIMIT_FAIL_MODES:
     raise ImproperlyConfigured(
         f"RATELIMIT_FAIL_MODE must be one of {', '.join(RATELIMIT_FAIL_MODES)}, not {RATELIMIT_FAIL_MODE!r}."
     )
+# Far from every limit, a web process may reserve a busy key's next requests
+# in the round trip of one (quotas.leases); false: one round trip per request.
+RATELIMIT_LEASES = _env_bool("RATELIMIT_LEASES", default=True)
 
 INSTALLED_APPS = [
     # First, so its runserver and rqworker (with the Redis gate) win.

@@ -15,7 +15,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from redis.exceptions import RedisError
 
-from quotas.limiter import get_backend
+from quotas.backends import get_backend
 from quotas.models import Account, ApiKey, Plan
 from quotas.services import api_key_issue, api_key_revoke
 

@@ -16,8 +16,8 @@ from django.http import HttpRequest, HttpResponse
 from project.errors import ApiError
 from quotas.exceptions import MissingApiKey
 from quotas.headers import decision_headers
-from quotas.meter import Meter, authenticate_key
-from quotas.metering import DEFAULT
+from quotas.decorators import DEFAULT
+from quotas.meter import RequestMeter, process_meter
 
 API_PREFIX = "/api/"
 
@@ -41,7 +41,7 @@ class QuotaMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        meter: Meter | None = getattr(request, "meter", None)
+        meter: RequestMeter | None = getattr(request, "meter", None)
         if meter is None:
             return response
         if not meter.charged:
@@ -65,7 +65,8 @@ class QuotaMiddleware:
         if metering.exempt:
             return None
         try:
-            meter = Meter(authenticate_key(request_key(request)))
+            process = process_meter()
+            meter = RequestMeter(process, process.authenticate(request_key(request)))
             request.meter = meter  # type: ignore[attr-defined]
             if not metering.in_view:
                 meter.charge(requests=metering.requests, units=metering.units)

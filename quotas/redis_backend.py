@@ -3,13 +3,13 @@ and the scripts.
 
 The hot path (``charge``) is one ``EVALSHA`` on a connection this thread keeps
 from the shared django-redis pool, written and read directly: no pool checkout,
-no client-side command packing per call (the command is encoded by
-:func:`encode` from bytes kept per plan). Measured by bench/ratelimit's
-breakdown, this is a quarter of the client CPU of ``Redis.evalsha`` through the
-pool. The connection is the pool's own kind, so timeouts, TLS, AUTH and the
-idle health check are those of ``project.redis``; a failed round trip is
-retried once on a fresh connection (a timeout is not: see ``_round_trip``),
-and a NOSCRIPT reply (Redis restarted) loads the script and sends it again.
+no client-side command packing per call (``quotas.codec`` builds the command
+from bytes kept per key record). Measured by bench/ratelimit's breakdown, this
+is a quarter of the client CPU of ``Redis.evalsha`` through the pool. The
+connection is the pool's own kind, so timeouts, TLS, AUTH and the idle health
+check are those of ``project.redis``; a failed round trip is retried once on a
+fresh connection (a timeout is not: see ``_round_trip``), and a NOSCRIPT reply
+(Redis restarted) loads the script and sends the same command again.
 """
 
 from __future__ import annotations
@@ -33,20 +33,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from quotas.limiter import (
-    HASH_TTL_MS,
-    QUOTA_FIELDS,
-    Decision,
-    StaleGeneration,
-    Subject,
-    Traffic,
-    build_decision,
-    charge_arguments,
-    parse_quota_field,
-    traffic_fields,
-    traffic_from,
-)
+from quotas import codec
+from quotas.codec import encode
+from quotas.contract import HASH_TTL_MS, LEASE_MARGIN, QUOTA_FIELDS, Charge, Subject, parse_quota_field
+from quotas.decision import Decision
 from quotas.policy import window_at
+from quotas.traffic import Traffic, traffic_fields, traffic_from
 
 _LUA = Path(__file__).with_name("lua")
 
@@ -62,16 +54,6 @@ def _key_prefix() -> str:
     # Cached: reading a setting that is absent costs an exception per call.
     # Cleared when the settings change (tests).
     return getattr(settings, "QUOTAS_KEY_PREFIX", "tg:")
-
-
-def encode(*parts: Any) -> bytes:
-    """A command in the Redis protocol (RESP): ``*N`` then ``$len`` and each
-    argument."""
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        data = part if isinstance(part, bytes) else str(part).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 # Bumped when the Redis settings change (tests), so kept connections are replaced.
@@ -99,11 +81,15 @@ class RedisBackend:
 
     name = "redis"
 
-    def __init__(self) -> None:
+    def __init__(self, *, lease_margin: int = LEASE_MARGIN) -> None:
+        """``lease_margin``: see ``quotas.contract.LEASE_MARGIN`` (tests lower
+        it to bring leases up to the limits)."""
+        self.lease_margin = lease_margin
         # Bytes, so that no client is needed to compute the SHA.
         self._charge = Script(None, (_LUA / "charge.lua").read_bytes())  # type: ignore[arg-type]
         self._generation = Script(None, (_LUA / "generation.lua").read_bytes())  # type: ignore[arg-type]
         self._refund = Script(None, (_LUA / "refund.lua").read_bytes())  # type: ignore[arg-type]
+        self._charge_sha = self._charge.sha.encode()
         self._kept = _Kept()
 
     @staticmethod
@@ -125,13 +111,19 @@ class RedisBackend:
         kept.connection, kept.pool, kept.pid, kept.epoch = pool.get_connection(), pool, pid, _settings_epoch
         return kept.connection
 
-    def _evalsha(self, script: Script, key: str, args: list[Any]) -> Any:
+    def _send(self, script: Script, command: bytes) -> Any:
+        """One round trip of ``command``, an EVALSHA of ``script``; after a
+        NOSCRIPT reply (Redis restarted) the script is loaded and the same
+        command sent again (a script's SHA1 never changes)."""
         connection = self.connection()
         try:
-            return _round_trip(connection, encode(b"EVALSHA", script.sha, 1, key, *args))
+            return _round_trip(connection, command)
         except NoScriptError:
-            script.sha = _round_trip(connection, encode(b"SCRIPT", b"LOAD", script.script)).decode()
-            return _round_trip(connection, encode(b"EVALSHA", script.sha, 1, key, *args))
+            _round_trip(connection, encode(b"SCRIPT", b"LOAD", script.script))
+            return _round_trip(connection, command)
+
+    def _evalsha(self, script: Script, key: str, args: list[Any]) -> Any:
+        return self._send(script, encode(b"EVALSHA", script.sha, 1, key, *args))
 
     def ping(self) -> None:
         self.client().ping()
@@ -148,18 +140,15 @@ class RedisBackend:
         )
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
-    def charge(
-        self, subject: Subject, *, rate_cost: int = 1, quota_cost: int = 1, now: float | None = None
-    ) -> Decision:
-        """Charge ``rate_cost`` against every rate limit and ``quota_cost``
-        against every quota, all or nothing, in one round trip. Raises
-        :class:`StaleGeneration`, and redis-py's ConnectionError/TimeoutError."""
-        now_ms = int((time.time() if now is None else now) * 1000)
-        args, windows = charge_arguments(subject, rate_cost, quota_cost, now_ms)
-        reply = self._evalsha(self._charge, account_key(subject.account_id), args)
-        if reply[0] == -1:
-            raise StaleGeneration(reply[1])
-        return build_decision(subject, reply, now_ms, windows)
+    def charge(self, subject: Subject, charge: Charge, now_ms: int) -> Decision:
+        """Decide ``charge`` at ``now_ms`` (epoch ms), all or nothing, in one
+        round trip. Raises :class:`~quotas.contract.StaleGeneration`, and
+        redis-py's ConnectionError/TimeoutError."""
+        command, frame = codec.command(
+            subject, charge, now_ms, self._charge_sha, account_key(subject.account_id), self.lease_margin
+        )
+        reply = codec.decode(self._send(self._charge, command), len(subject.rates))
+        return Decision(subject, reply, now_ms, frame.windows)
 
     def refund(self, account_id: int, units: int, *, at: float) -> None:
         """Give back ``units`` reserved at ``at`` (epoch seconds) in every
@@ -187,8 +176,8 @@ class RedisBackend:
         usage = {}
         for account_id, (day, month) in zip(account_ids, pipe.execute(), strict=True):
             usage[account_id] = {
-                "day": parse_quota_field(day, windows["day"]),
-                "month": parse_quota_field(month, windows["month"]),
+                "day": parse_quota_field(day, windows["day"].id),
+                "month": parse_quota_field(month, windows["month"].id),
             }
         return usage
 

@@ -19,7 +19,15 @@ import httpx
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-_SCRUBBED = ("DEMO_MODE", "REDIS_URL", "DEBUG", "RATELIMIT_FAIL_MODE", "HEALTH_TOKEN", "DJANGO_SETTINGS_MODULE")
+_SCRUBBED = (
+    "DEMO_MODE",
+    "REDIS_URL",
+    "DEBUG",
+    "RATELIMIT_FAIL_MODE",
+    "RATELIMIT_LEASES",
+    "HEALTH_TOKEN",
+    "DJANGO_SETTINGS_MODULE",
+)
 
 
 def database_url() -> str:

@@ -18,9 +18,10 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
 from project.api import api_view, json_body, json_response
-from quotas.limiter import Decision, get_backend
-from quotas.meter import limit_exceeded
-from quotas.metering import charged_in_view, metered
+from quotas.backends import get_backend
+from quotas.decision import Decision
+from quotas.decorators import charged_in_view, metered
+from quotas.exceptions import LimitExceeded
 from validation import representations as show
 from validation.exceptions import InvalidRequest, InvalidUpload, PayloadTooLarge, ReportUnavailable
 from validation.jobs import job_cancel, job_create, job_get
@@ -87,7 +88,7 @@ def _quota_left(decision: Decision | None) -> None:
     refused anyway, so it is not read."""
     for state in decision.states if decision else ():
         if state.kind == "quota" and state.remaining <= 0:
-            raise limit_exceeded(decision, state, state.reset)  # type: ignore[arg-type]
+            raise LimitExceeded.of(decision, state, state.reset)  # type: ignore[arg-type]
 
 
 def _create_job(request: HttpRequest) -> HttpResponse:

@@ -1,0 +1,150 @@
+"""``lua/charge.lua``'s arguments and reply, encoded and decoded in one place.
+
+The layout is described once, in the script's header. This module writes it:
+:func:`command` turns a :class:`~quotas.contract.Charge` of a
+:class:`~quotas.contract.Subject` into the bytes of one ``EVALSHA`` in the
+Redis protocol (RESP), and :func:`decode` turns the script's reply into a
+:class:`~quotas.contract.ChargeReply`.
+
+Everything fixed for a key record and its quota windows (the generation,
+the limits, the field names, the window ids) is encoded once per record and
+UTC day and kept in the subject's ``memo``; a request encodes only its own
+part (the time, the costs, a lease, a give-back). The memory backend never
+comes here: it hands the same typed values to ``quotas.evaluation``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from quotas.contract import (
+    HASH_TTL_MS,
+    LEASE_MARGIN,
+    ONE,
+    QUOTA_FIELDS,
+    Charge,
+    ChargeReply,
+    StaleGeneration,
+    Subject,
+    rate_field,
+)
+from quotas.policy import Window, window_at
+
+
+def bulk(value: Any) -> bytes:
+    """One argument as a RESP bulk string."""
+    data = value if isinstance(value, bytes) else str(value).encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def encode(*parts: Any) -> bytes:
+    """A whole command in RESP: ``*N`` then each argument."""
+    return b"*%d\r\n" % len(parts) + b"".join(bulk(part) for part in parts)
+
+
+# The per-call part of a plain request after its time: cost 1 and 1, no
+# lease, nothing given back.
+_ONE_TAIL = bulk(1) + bulk(1) + bulk(0) * 5
+# Arguments of a call besides the fixed part: now, two costs, three lease
+# values, two give-back counts (then, for a give-back, 1 + R + Q more).
+_CALL_ARGS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """The fixed part of a subject's commands for its quota windows:
+    ``head`` is the command up to its per-call arguments (for a call without
+    a give-back; ``head_giving`` with one), valid while ``start_ms <= now <
+    end_ms``."""
+
+    windows: tuple[Window, ...]
+    start_ms: int
+    end_ms: int
+    head: bytes
+    head_giving: bytes
+    script: bytes
+    key: str
+    margin: int
+
+
+def windows_at(subject: Subject, now_ms: int) -> tuple[Window, ...]:
+    """The current UTC window of each of the subject's quotas."""
+    return tuple(window_at(quota.window, now_ms) for quota in subject.quotas)
+
+
+def _frame(subject: Subject, now_ms: int, script: bytes, key: str, margin: int) -> Frame:
+    windows = windows_at(subject, now_ms)
+    fixed: list[Any] = [
+        subject.generation,
+        len(subject.rates),
+        len(subject.quotas),
+        subject.key_id,
+        HASH_TTL_MS,
+        margin,
+    ]
+    for rate in subject.rates:
+        fixed += (rate_field(subject.key_id, rate), rate.count, rate.period_ms)
+    for quota, window in zip(subject.quotas, windows, strict=True):
+        fixed += (QUOTA_FIELDS[quota.window], quota.count, window.id, window.end_ms)
+    body = bulk(b"EVALSHA") + bulk(script) + bulk(1) + bulk(key) + b"".join(bulk(part) for part in fixed)
+    count = 4 + len(fixed) + _CALL_ARGS
+    giving = count + 1 + len(subject.rates) + len(subject.quotas)
+    # A day's window ends at midnight UTC; a month's later: the frame is
+    # valid until the first of them ends (always the day, if there is one).
+    start = max((window.start_ms for window in windows), default=0)
+    end = min((window.end_ms for window in windows), default=1 << 62)
+    return Frame(windows, start, end, b"*%d\r\n" % count + body, b"*%d\r\n" % giving + body, script, key, margin)
+
+
+def command(
+    subject: Subject, charge: Charge, now_ms: int, script: bytes, key: str, margin: int = LEASE_MARGIN
+) -> tuple[bytes, Frame]:
+    """The ``EVALSHA`` of ``charge`` at ``now_ms`` (``script``: the SHA1;
+    ``key``: the account's hash; ``margin``: the lease margin), and the
+    frame it was built from (its quota windows are the decision's)."""
+    frame: Frame | None = subject.memo.get("frame")
+    if (
+        frame is None
+        or not frame.start_ms <= now_ms < frame.end_ms
+        or frame.script != script
+        or frame.key != key
+        or frame.margin != margin
+    ):
+        frame = subject.memo["frame"] = _frame(subject, now_ms, script, key, margin)
+    now = b"%d" % now_ms
+    if charge is ONE:
+        return b"%b$%d\r\n%b\r\n%b" % (frame.head, len(now), now, _ONE_TAIL), frame
+    parts = [
+        now_ms,
+        charge.requests,
+        charge.units,
+        charge.lease_requests,
+        charge.lease_units,
+        charge.lease_expires_ms,
+    ]
+    give_back = charge.give_back
+    if give_back is None or not (give_back.requests or give_back.units):
+        parts += (0, 0)
+        return frame.head + b"".join(bulk(part) for part in parts), frame
+    parts += (give_back.requests, give_back.units, give_back.taken_ms, *give_back.runs, *give_back.windows)
+    return frame.head_giving + b"".join(bulk(part) for part in parts), frame
+
+
+def decode(raw: list[Any], rates: int) -> ChargeReply:
+    """The script's reply as a :class:`ChargeReply`; raises
+    :class:`StaleGeneration` when the account changed."""
+    if raw[0] == -1:
+        current = raw[1]
+        raise StaleGeneration(current.decode() if isinstance(current, bytes) else str(current))
+    end = 4 + 3 * rates
+    return ChargeReply(
+        raw[0] == 1,
+        raw[1],
+        raw[2],
+        raw[3] == 1,
+        tuple(raw[4:end:3]),
+        tuple(raw[5:end:3]),
+        tuple(raw[6:end:3]),
+        tuple(raw[end:]),
+    )
