@@ -155,7 +155,9 @@ class KeyRecords:
                     return self._usable(record)
                 entry = self._store(record)
             self._remember_key(entry, raw)
-        record = self._usable(entry.record)
+        record = entry.record
+        if not record.usable or (record.expires_at is not None and record.expires_at <= time.time()):
+            raise InvalidApiKey()
         if now - entry.touched_at >= self.touch_interval:
             entry.touched_at = now
             self._touch(record)
@@ -196,7 +198,7 @@ class KeyRecords:
             log.exception("Database unavailable while loading API key %s", prefix)
             raise ServiceUnavailable("The database did not answer; retry shortly.") from None
         known = row is not None
-        (key_id, label, secret_hash, revoked_at, expires_at, account_id, account_name, is_active, plan_name, rates, quotas, max_upload, max_sync) = row if known else _NO_ROW  # fmt: skip
+        (key_id, label, secret_hash, revoked_at, expires_at, account_id, account_name, is_active, plan_name, rates, quotas, max_upload, max_sync) = row if row is not None else _NO_ROW  # fmt: skip
         record = KeyRecord(
             key_id=key_id,
             prefix=prefix,

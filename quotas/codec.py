@@ -15,6 +15,7 @@ comes here: it hands the same typed values to ``quotas.evaluation``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,21 +52,30 @@ _ONE_TAIL = bulk(1) + bulk(1) + bulk(0) * 5
 _CALL_ARGS = 8
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Target:
+    """Where the commands go: the script's SHA1, the account hash's name
+    for an account id, and the lease margin. A backend builds a new one when
+    its settings change; frames built for another are rebuilt."""
+
+    script: bytes
+    key: Callable[[int], str]
+    margin: int = LEASE_MARGIN
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """The fixed part of a subject's commands for its quota windows:
     ``head`` is the command up to its per-call arguments (for a call without
-    a give-back; ``head_giving`` with one), valid while ``start_ms <= now <
-    end_ms``."""
+    a give-back; ``head_giving`` with one), valid for ``target`` while
+    ``start_ms <= now < end_ms``."""
 
     windows: tuple[Window, ...]
     start_ms: int
     end_ms: int
     head: bytes
     head_giving: bytes
-    script: bytes
-    key: str
-    margin: int
+    target: Target
 
 
 def windows_at(subject: Subject, now_ms: int) -> tuple[Window, ...]:
@@ -73,7 +83,7 @@ def windows_at(subject: Subject, now_ms: int) -> tuple[Window, ...]:
     return tuple(window_at(quota.window, now_ms) for quota in subject.quotas)
 
 
-def _frame(subject: Subject, now_ms: int, script: bytes, key: str, margin: int) -> Frame:
+def _frame(subject: Subject, now_ms: int, target: Target) -> Frame:
     windows = windows_at(subject, now_ms)
     fixed: list[Any] = [
         subject.generation,
@@ -81,37 +91,29 @@ def _frame(subject: Subject, now_ms: int, script: bytes, key: str, margin: int) 
         len(subject.quotas),
         subject.key_id,
         HASH_TTL_MS,
-        margin,
+        target.margin,
     ]
     for rate in subject.rates:
         fixed += (rate_field(subject.key_id, rate), rate.count, rate.period_ms)
     for quota, window in zip(subject.quotas, windows, strict=True):
         fixed += (QUOTA_FIELDS[quota.window], quota.count, window.id, window.end_ms)
-    body = bulk(b"EVALSHA") + bulk(script) + bulk(1) + bulk(key) + b"".join(bulk(part) for part in fixed)
+    key = target.key(subject.account_id)
+    body = bulk(b"EVALSHA") + bulk(target.script) + bulk(1) + bulk(key) + b"".join(bulk(part) for part in fixed)
     count = 4 + len(fixed) + _CALL_ARGS
     giving = count + 1 + len(subject.rates) + len(subject.quotas)
     # A day's window ends at midnight UTC; a month's later: the frame is
     # valid until the first of them ends (always the day, if there is one).
     start = max((window.start_ms for window in windows), default=0)
     end = min((window.end_ms for window in windows), default=1 << 62)
-    return Frame(windows, start, end, b"*%d\r\n" % count + body, b"*%d\r\n" % giving + body, script, key, margin)
+    return Frame(windows, start, end, b"*%d\r\n" % count + body, b"*%d\r\n" % giving + body, target)
 
 
-def command(
-    subject: Subject, charge: Charge, now_ms: int, script: bytes, key: str, margin: int = LEASE_MARGIN
-) -> tuple[bytes, Frame]:
-    """The ``EVALSHA`` of ``charge`` at ``now_ms`` (``script``: the SHA1;
-    ``key``: the account's hash; ``margin``: the lease margin), and the
+def command(subject: Subject, charge: Charge, now_ms: int, target: Target) -> tuple[bytes, Frame]:
+    """The ``EVALSHA`` of ``charge`` at ``now_ms`` for ``target``, and the
     frame it was built from (its quota windows are the decision's)."""
     frame: Frame | None = subject.memo.get("frame")
-    if (
-        frame is None
-        or not frame.start_ms <= now_ms < frame.end_ms
-        or frame.script != script
-        or frame.key != key
-        or frame.margin != margin
-    ):
-        frame = subject.memo["frame"] = _frame(subject, now_ms, script, key, margin)
+    if frame is None or frame.target is not target or not frame.start_ms <= now_ms < frame.end_ms:
+        frame = subject.memo["frame"] = _frame(subject, now_ms, target)
     now = b"%d" % now_ms
     if charge is ONE:
         return b"%b$%d\r\n%b\r\n%b" % (frame.head, len(now), now, _ONE_TAIL), frame
@@ -131,20 +133,28 @@ def command(
     return frame.head_giving + b"".join(bulk(part) for part in parts), frame
 
 
-def decode(raw: list[Any], rates: int) -> ChargeReply:
+def decode(raw: list[Any], rates: int, quotas: int) -> ChargeReply:
     """The script's reply as a :class:`ChargeReply`; raises
     :class:`StaleGeneration` when the account changed."""
     if raw[0] == -1:
         current = raw[1]
         raise StaleGeneration(current.decode() if isinstance(current, bytes) else str(current))
-    end = 4 + 3 * rates
-    return ChargeReply(
-        raw[0] == 1,
-        raw[1],
-        raw[2],
-        raw[3] == 1,
-        tuple(raw[4:end:3]),
-        tuple(raw[5:end:3]),
-        tuple(raw[6:end:3]),
-        tuple(raw[end:]),
+    limits = rates + quotas
+    shown = 5 + 2 * limits
+    resets = shown + limits
+    # tuple.__new__ rather than ChargeReply(...): the same value, without the
+    # named tuple's Python-level constructor on every request.
+    return tuple.__new__(
+        ChargeReply,
+        (
+            raw[0] == 1,
+            raw[1],
+            raw[2],
+            raw[3] == 1,
+            raw[4],
+            tuple(raw[5:shown]),
+            tuple(raw[shown:resets]),
+            tuple(raw[resets : resets + rates]),
+            tuple(raw[resets + rates :]),
+        ),
     )

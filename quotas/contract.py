@@ -106,17 +106,22 @@ PEEK = Charge(0, 0)
 
 
 class ChargeReply(NamedTuple):
-    """The state after a decision. Per rate limit (the subject's order):
-    requests left, ms until the bucket is full, and the run id a lease gives
-    back to (0: none). Per quota: units used in the current window.
-    ``violated`` is the 1-based index (rates, then quotas) of the limit that
-    waits longest, 0 when admitted; ``retry_ms`` how long it waits."""
+    """The state after a decision. Per limit (rate limits, then quotas, in
+    the subject's order): ``shown`` holds what is left and the seconds until
+    it is whole again, rounded up (``(left1, seconds1, left2, ...)``, as the
+    ``RateLimit`` header shows them), ``reset_ms`` the same in ms. Per rate
+    limit, ``runs`` is the run id a lease gives back to (0: none); per quota,
+    ``used`` the units used in the current window. ``violated`` is the
+    1-based index of the limit that waits longest, 0 when admitted;
+    ``retry_ms`` how long it waits; ``tightest`` the 1-based index of the
+    limit the ``X-RateLimit-*`` headers describe (0: no limits)."""
 
     admitted: bool
     violated: int
     retry_ms: int
     leased: bool
-    remaining: tuple[int, ...]
+    tightest: int
+    shown: tuple[int, ...]
     reset_ms: tuple[int, ...]
     runs: tuple[int, ...]
     used: tuple[int, ...]

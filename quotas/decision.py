@@ -36,7 +36,7 @@ class Decision:
     when allowed; otherwise waiting that long is enough for the same charge to
     pass, unless the charge is larger than the quota itself."""
 
-    __slots__ = ("_states", "at_ms", "headers", "reply", "subject", "windows")
+    __slots__ = ("_states", "at_ms", "header_entries", "headers", "reply", "subject", "windows")
 
     def __init__(self, subject: Subject, reply: ChargeReply, at_ms: int, windows: tuple[Window, ...]) -> None:
         self.subject = subject
@@ -46,6 +46,7 @@ class Decision:
         self._states: tuple[LimitState, ...] | None = None
         # Filled by quotas.headers on first use: a leased decision serves many.
         self.headers: dict[str, str] | None = None
+        self.header_entries: dict[str, tuple[str, str]] | None = None
 
     @property
     def allowed(self) -> bool:
@@ -65,22 +66,15 @@ class Decision:
     def states(self) -> tuple[LimitState, ...]:
         if self._states is None:
             reply, subject = self.reply, self.subject
-            states = [
-                LimitState(rate.name, "rate", rate.count, rate.period, remaining, reset_ms)
-                for rate, remaining, reset_ms in zip(subject.rates, reply.remaining, reply.reset_ms, strict=True)
+            kinds = [(rate.name, "rate", rate.count, rate.period) for rate in subject.rates]
+            kinds += [
+                (quota.name, "quota", quota.count, window.seconds)
+                for quota, window in zip(subject.quotas, self.windows, strict=True)
             ]
-            for quota, window, used in zip(subject.quotas, self.windows, reply.used, strict=True):
-                states.append(
-                    LimitState(
-                        quota.name,
-                        "quota",
-                        quota.count,
-                        window.seconds,
-                        max(quota.count - used, 0),
-                        window.end_ms - self.at_ms,
-                    )
-                )
-            self._states = tuple(states)
+            self._states = tuple(
+                LimitState(name, kind, limit, seconds, reply.shown[2 * index], reply.reset_ms[index])
+                for index, (name, kind, limit, seconds) in enumerate(kinds)
+            )
         return self._states
 
     @property
@@ -93,6 +87,6 @@ class Decision:
 
     @property
     def most_restrictive(self) -> LimitState | None:
-        if self.violated is not None:
-            return self.violated
-        return min(self.states, key=lambda s: (s.remaining, -s.reset_ms), default=None)
+        """The violated limit, else the one with the fewest left (of those,
+        the one that resets last); None for a plan without limits."""
+        return self.states[self.reply.tightest - 1] if self.reply.tightest else None

@@ -92,10 +92,10 @@ def evaluate(
                 da, db = divmod(back, count[i])
                 need = da + (1 if db else 0)
                 if budget[i] < 0 or need <= budget[i]:
-                    a, b = tai - da, tb[i] - db
-                    if b < 0:
-                        a, b = a - 1, b + count[i]
-                    ta[i], tb[i] = a, b
+                    back_a, back_b = tai - da, tb[i] - db
+                    if back_b < 0:
+                        back_a, back_b = back_a - 1, back_b + count[i]
+                    ta[i], tb[i] = back_a, back_b
                     if budget[i] >= 0:
                         budget[i] -= need
                     rate_changed[i] = True
@@ -150,7 +150,9 @@ def evaluate(
         return ok, violated, retry, na, nb
 
     leased = charge.leasing
-    ok, violated, retry, na, nb = False, 0, 0, [], []
+    na: list[int] = []
+    nb: list[int] = []
+    ok, violated, retry = False, 0, 0
     if leased:
         ok, violated, retry, na, nb = attempt(lk, lu, le)
     if not ok:
@@ -163,8 +165,8 @@ def evaluate(
         if lk > 0:
             at = le
 
-    remaining: list[int] = []
-    reset_ms: list[int] = []
+    lefts: list[int] = []
+    reset: list[int] = []
     runs: list[int] = []
     for i, name in enumerate(names):
         a, b = ta[i], tb[i]
@@ -181,17 +183,29 @@ def evaluate(
             writes[name] = f"{a}:{b}"
             if booked[i]:
                 writes["l" + name[1:]] = f"{run[i]}:{budget[i]}:{a}:{b}"
-        left, reset = count[i], 0
         if a is not None and a + (1 if b else 0) > now:
-            left = min(max(((now + period[i] - a) * count[i] - b) // period[i], 0), count[i])
-            reset = a + (1 if b else 0) - now
-        remaining.append(left)
-        reset_ms.append(reset)
+            lefts.append(min(max(((now + period[i] - a) * count[i] - b) // period[i], 0), count[i]))
+            reset.append(a + (1 if b else 0) - now)
+        else:
+            lefts.append(count[i])
+            reset.append(0)
         runs.append(run[i] if booked[i] else 0)
     for j, name in enumerate(qnames):
         if admitted and qc + ku > 0:
             used[j] += qc + ku
             writes[name] = f"{window[j]}:{used[j]}"
+        lefts.append(max(limit[j] - used[j], 0))
+        reset.append(window_end[j] - now)
+    tightest = violated
+    if tightest == 0:
+        for n in range(1, len(lefts) + 1):
+            if (
+                tightest == 0
+                or lefts[n - 1] < lefts[tightest - 1]
+                or (lefts[n - 1] == lefts[tightest - 1] and reset[n - 1] > reset[tightest - 1])
+            ):
+                tightest = n
+    shown = tuple(value for n in range(len(lefts)) for value in (lefts[n], -(-reset[n] // 1000)))
 
     if admitted and rc + k > 0:
         for name, period_id in ((f"m{minute % 60}", minute), (f"k{subject.key_id}:{bucket % 7}", bucket)):
@@ -203,4 +217,4 @@ def evaluate(
     for name in touched:
         writes[name] = f"{rings[name][0]}:{rings[name][1]}"
     fields.update(writes)
-    return ChargeReply(admitted, violated, retry, leased, tuple(remaining), tuple(reset_ms), tuple(runs), tuple(used))
+    return ChargeReply(admitted, violated, retry, leased, tightest, shown, tuple(reset), tuple(runs), tuple(used))

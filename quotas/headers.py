@@ -20,6 +20,9 @@ text that depends only on the plan kept on the subject.
 
 from __future__ import annotations
 
+from django.http import HttpResponse
+from django.http.response import ResponseHeaders
+
 from quotas.contract import Subject
 from quotas.decision import Decision
 from quotas.policy import Window
@@ -29,50 +32,65 @@ def decision_headers(decision: Decision) -> dict[str, str]:
     """The headers describing ``decision``; empty for a plan without limits."""
     headers = decision.headers
     if headers is None:
-        headers = decision.headers = _build(decision)
+        headers = decision.headers = {name: value for name, value in _entries(decision).values()}
     return headers
 
 
-def _build(decision: Decision) -> dict[str, str]:
-    subject, reply, now = decision.subject, decision.reply, decision.at_ms
-    policy, parts, limits = _texts(subject, decision.windows)
-    if not parts:
-        return {}
-    remaining = list(reply.remaining)
-    resets = list(reply.reset_ms)
-    for quota, window, used in zip(subject.quotas, decision.windows, reply.used, strict=True):
-        remaining.append(max(quota.count - used, 0))
-        resets.append(window.end_ms - now)
-    if reply.violated:
-        tightest = reply.violated - 1
-    else:
-        tightest = min(range(len(parts)), key=lambda i: (remaining[i], -resets[i]))
-    headers = {
-        "RateLimit-Policy": policy,
-        "RateLimit": ", ".join(
-            [f"{part}{left};t={-(-reset // 1000)}" for part, left, reset in zip(parts, remaining, resets, strict=True)]
-        ),
-        "X-RateLimit-Limit": limits[tightest],
-        "X-RateLimit-Remaining": str(remaining[tightest]),
-        "X-RateLimit-Reset": str(-(-(now + resets[tightest]) // 1000)),
+def add_headers(response: HttpResponse, decision: Decision) -> None:
+    """Give ``response`` the headers of ``decision``, unless it has its own
+    (a 429 raised in the view carries them already)."""
+    headers = response.headers
+    if type(headers) is ResponseHeaders:
+        # Straight into the mapping Django keeps (lowercased name -> (name,
+        # value)): every name and value here is ASCII text this module wrote,
+        # which is all ResponseHeaders.__setitem__ would check, once per
+        # header per request. tests/quotas/test_middleware.py reads them back.
+        if "ratelimit" not in headers._store:
+            headers._store.update(_entries(decision))
+    elif "RateLimit" not in response:
+        for name, value in _entries(decision).values():
+            response[name] = value
+
+
+def _entries(decision: Decision) -> dict[str, tuple[str, str]]:
+    """The headers as ``{lowercased name: (name, value)}``, built once per
+    decision straight from its reply."""
+    entries = decision.header_entries
+    if entries is not None:
+        return entries
+    reply, windows = decision.reply, decision.windows
+    texts = decision.subject.memo.get("headers")
+    if texts is None or (texts[0] is not windows and texts[0] != windows):
+        texts = _texts(decision.subject, windows)
+    _, policy, template, limits = texts
+    tightest = reply.tightest - 1
+    if tightest < 0:
+        entries = decision.header_entries = {}
+        return entries
+    entries = {
+        "ratelimit-policy": ("RateLimit-Policy", policy),
+        "ratelimit": ("RateLimit", template % reply.shown),
+        "x-ratelimit-limit": ("X-RateLimit-Limit", limits[tightest]),
+        "x-ratelimit-remaining": ("X-RateLimit-Remaining", str(reply.shown[2 * tightest])),
+        "x-ratelimit-reset": ("X-RateLimit-Reset", str(-(-(decision.at_ms + reply.reset_ms[tightest]) // 1000))),
     }
     if not reply.admitted:
-        headers["Retry-After"] = str(decision.retry_after)
-    return headers
+        entries["retry-after"] = ("Retry-After", str(decision.retry_after))
+    decision.header_entries = entries
+    return entries
 
 
-def _texts(subject: Subject, windows: tuple[Window, ...]) -> tuple[str, list[str], list[str]]:
-    """``RateLimit-Policy``, the start of each ``RateLimit`` item and each
-    limit as text: fixed for a subject and its quota windows."""
-    cached = subject.memo.get("headers")
-    if cached is not None and cached[0] == windows:
-        return cached[1]
+def _texts(subject: Subject, windows: tuple[Window, ...]) -> tuple[object, str, str, list[str]]:
+    """What depends only on the subject and its quota windows: the
+    ``RateLimit-Policy`` value, a template of the ``RateLimit`` value and
+    each limit as text."""
     names = [(rate.name, rate.count, rate.period) for rate in subject.rates]
     names += [(quota.name, quota.count, window.seconds) for quota, window in zip(subject.quotas, windows, strict=True)]
     texts = (
+        windows,
         ", ".join(f'"{name}";q={limit};w={seconds}' for name, limit, seconds in names),
-        [f'"{name}";r=' for name, _, _ in names],
+        ", ".join(f'"{name}";r=%d;t=%d' for name, _, _ in names),
         [str(limit) for _, limit, _ in names],
     )
-    subject.memo["headers"] = (windows, texts)
+    subject.memo["headers"] = texts
     return texts

@@ -97,7 +97,7 @@ class Meter:
                         raise InvalidApiKey() from None
                     record = meter.record = fresh
                     continue
-                if charge.leasing:
+                if charge is not ONE and (charge.lease_requests or charge.lease_units):
                     self.leases.granted(charge, decision)
                 return decision
         except REDIS_DOWN as exc:

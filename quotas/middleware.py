@@ -14,9 +14,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from project.errors import ApiError
-from quotas.exceptions import MissingApiKey
-from quotas.headers import decision_headers
 from quotas.decorators import DEFAULT
+from quotas.exceptions import MissingApiKey
+from quotas.headers import add_headers
 from quotas.meter import RequestMeter, process_meter
 
 API_PREFIX = "/api/"
@@ -51,9 +51,8 @@ class QuotaMiddleware:
                 meter.charge(requests=1, units=0)
             except ApiError as error:
                 return error.response()
-        if meter.decision is not None and "RateLimit" not in response:
-            for name, value in decision_headers(meter.decision).items():
-                response[name] = value
+        if meter.decision is not None:
+            add_headers(response, meter.decision)
         return response
 
     def process_view(

@@ -56,15 +56,20 @@ def _key_prefix() -> str:
     return getattr(settings, "QUOTAS_KEY_PREFIX", "tg:")
 
 
-# Bumped when the Redis settings change (tests), so kept connections are replaced.
-_settings_epoch = 0
+class _Epoch:
+    """Bumped when the Redis settings change (tests), so that kept
+    connections and encoded commands are replaced."""
+
+    value = 0
+
+
+_EPOCH = _Epoch()
 
 
 @receiver(setting_changed)
 def _redis_settings_changed(setting: str, **kwargs: Any) -> None:
-    global _settings_epoch
     if setting in ("CACHES", "REDIS_URL", "QUOTAS_KEY_PREFIX"):
-        _settings_epoch += 1
+        _EPOCH.value += 1
         _key_prefix.cache_clear()
 
 
@@ -89,7 +94,8 @@ class RedisBackend:
         self._charge = Script(None, (_LUA / "charge.lua").read_bytes())  # type: ignore[arg-type]
         self._generation = Script(None, (_LUA / "generation.lua").read_bytes())  # type: ignore[arg-type]
         self._refund = Script(None, (_LUA / "refund.lua").read_bytes())  # type: ignore[arg-type]
-        self._charge_sha = self._charge.sha.encode()
+        self._target = codec.Target(self._charge.sha.encode(), account_key, lease_margin)
+        self._target_epoch = _EPOCH.value
         self._kept = _Kept()
 
     @staticmethod
@@ -103,12 +109,12 @@ class RedisBackend:
         parent's socket) or a change of the Redis settings."""
         kept = self._kept
         pid = os.getpid()
-        if kept.connection is not None and kept.pid == pid and kept.epoch == _settings_epoch:
+        if kept.connection is not None and kept.pid == pid and kept.epoch == _EPOCH.value:
             return kept.connection
         if kept.connection is not None and kept.pid == pid and kept.pool is not None:
             kept.pool.release(kept.connection)  # type: ignore[arg-type]
         pool = self.client().connection_pool
-        kept.connection, kept.pool, kept.pid, kept.epoch = pool.get_connection(), pool, pid, _settings_epoch
+        kept.connection, kept.pool, kept.pid, kept.epoch = pool.get_connection(), pool, pid, _EPOCH.value
         return kept.connection
 
     def _send(self, script: Script, command: bytes) -> Any:
@@ -144,10 +150,11 @@ class RedisBackend:
         """Decide ``charge`` at ``now_ms`` (epoch ms), all or nothing, in one
         round trip. Raises :class:`~quotas.contract.StaleGeneration`, and
         redis-py's ConnectionError/TimeoutError."""
-        command, frame = codec.command(
-            subject, charge, now_ms, self._charge_sha, account_key(subject.account_id), self.lease_margin
-        )
-        reply = codec.decode(self._send(self._charge, command), len(subject.rates))
+        if self._target_epoch != _EPOCH.value:  # the key prefix may have changed
+            self._target = codec.Target(self._target.script, account_key, self.lease_margin)
+            self._target_epoch = _EPOCH.value
+        command, frame = codec.command(subject, charge, now_ms, self._target)
+        reply = codec.decode(self._send(self._charge, command), len(subject.rates), len(subject.quotas))
         return Decision(subject, reply, now_ms, frame.windows)
 
     def refund(self, account_id: int, units: int, *, at: float) -> None:

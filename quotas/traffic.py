@@ -58,4 +58,3 @@ def _parse_counter(raw: bytes | str | None) -> tuple[int, int]:
         return -1, 0
     period, _, count = (raw.decode() if isinstance(raw, bytes) else raw).partition(":")
     return int(period), int(count)
-

@@ -84,14 +84,13 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
     from django.core.handlers.wsgi import WSGIHandler
     from django.http import HttpResponse
     from django.test.utils import override_settings
-    from redis import Redis
 
     from quotas import codec, headers
     from quotas.backends import get_backend
     from quotas.contract import ONE
     from quotas.meter import process_meter
     from quotas.middleware import request_key
-    from quotas.redis_backend import RedisBackend, account_key
+    from quotas.redis_backend import RedisBackend
 
     backend = get_backend()
     if not isinstance(backend, RedisBackend):
@@ -126,8 +125,7 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
     record = meter.authenticate(key)
     subject = record.subject
     now_ms = int(time.time() * 1000)
-    account = account_key(subject.account_id)
-    command, frame = codec.command(subject, ONE, now_ms, backend._charge_sha, account)
+    command, _ = codec.command(subject, ONE, now_ms, backend._target)
     raw_reply = backend._send(backend._charge, command)
     decision = backend.charge(subject, ONE, now_ms)
     pooled = backend.client()
@@ -182,7 +180,7 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
             "request, Tollgate, redis-py client, pooled": tollgate_pooled,
             "request, Tollgate, Redis reply canned": tollgate_canned,
             "request_key + authenticate (cached)": lambda: meter.authenticate(request_key(_Request())),  # type: ignore[arg-type]
-            "codec.command": lambda: codec.command(subject, ONE, int(time.time() * 1000), backend._charge_sha, account),
+            "codec.command": lambda: codec.command(subject, ONE, int(time.time() * 1000), backend._target),
             "get_redis_connection": backend.client,
             "EVALSHA via redis-py, pooled client": lambda: pooled.execute_command(*_args(command)),
             "EVALSHA via the kept connection (Tollgate)": lambda: send(script, command),

@@ -40,13 +40,17 @@ one request, no lease, nothing to give back):
           r17:100/60000 100 60000  qd 10000 20261126 1795737600000
           1795694400000 1 1 0 0 0 0 0
 
-Reply: {status, violated, retry (ms), leased, then per rate limit
-(remaining, reset ms, run id), then per quota the units used}, the state after
-the decision. status 1 = admitted and committed, 0 = rejected (nothing charged;
+Reply: {status, violated, retry (ms), leased, tightest, then per limit (rate
+limits, then quotas) what is left and the seconds until it is whole again
+(rounded up), then per limit those ms, then per rate limit its run id, then
+per quota the units used}: the state after the decision, as the headers show
+it. status 1 = admitted and committed, 0 = rejected (nothing charged;
 violated = 1-based index of the limit that waits longest), -1 = stale
 generation ({-1, current generation}): reload the account, retry. leased 1 =
-the lease was granted too. A cost of 0 never rejects and charges nothing (a
-peek). run id 0: no lease bookkeeping on that limit.
+the lease was granted too. tightest = the violated limit, else the one with
+the fewest left (of those, the one that resets last); 0 without limits. A
+cost of 0 never rejects and charges nothing (a peek). run id 0: no lease
+bookkeeping on that limit.
 
 Leases. A lease of k requests (and u units) expiring at e is charged as if its
 requests arrived at e: TAT := max(TAT, e) + (cost + k) x period/count, checked
@@ -243,7 +247,9 @@ if leased then
   if lk > 0 then at = le end
 end
 
-local out = {admitted and 1 or 0, violated, retry, leased and 1 or 0}
+-- The state after the decision, per limit (rates, then quotas): what is left
+-- and when it is whole again (ms), and which limit is the tightest.
+local left, reset, runs = {}, {}, {}
 for i = 1, nr do
   local a, b = ta[i], tb[i]
   if admitted and rc + k > 0 then
@@ -265,22 +271,39 @@ for i = 1, nr do
     write(fields[4 + i], a .. ":" .. b)
     if booked[i] then write(fields[4 + nr + i], run[i] .. ":" .. budget[i] .. ":" .. a .. ":" .. b) end
   end
-  local remaining, reset = count[i], 0
+  left[i], reset[i] = count[i], 0
   if a and a + (b > 0 and 1 or 0) > now then
-    remaining = math.min(math.max(math.floor(((now + period[i] - a) * count[i] - b) / period[i]), 0), count[i])
-    reset = a + (b > 0 and 1 or 0) - now
+    left[i] = math.min(math.max(math.floor(((now + period[i] - a) * count[i] - b) / period[i]), 0), count[i])
+    reset[i] = a + (b > 0 and 1 or 0) - now
   end
-  out[#out + 1] = remaining
-  out[#out + 1] = reset
-  out[#out + 1] = booked[i] and run[i] or 0
+  runs[i] = booked[i] and run[i] or 0
 end
 for j = 1, nq do
   if admitted and qc + ku > 0 then
     used[j] = used[j] + qc + ku
     write(fields[4 + 2 * nr + j], window[j] .. ":" .. used[j])
   end
-  out[#out + 1] = used[j]
+  left[nr + j] = math.max(limit[j] - used[j], 0)
+  reset[nr + j] = window_end[j] - now
 end
+-- The tightest: the violated one, else the fewest left (of those, the one
+-- that resets last).
+local tightest = violated
+if tightest == 0 then
+  for n = 1, nr + nq do
+    if tightest == 0 or left[n] < left[tightest] or (left[n] == left[tightest] and reset[n] > reset[tightest]) then
+      tightest = n
+    end
+  end
+end
+local out = {admitted and 1 or 0, violated, retry, leased and 1 or 0, tightest}
+for n = 1, nr + nq do
+  out[#out + 1] = left[n]
+  out[#out + 1] = math.floor((reset[n] + 999) / 1000)
+end
+for n = 1, nr + nq do out[#out + 1] = reset[n] end
+for i = 1, nr do out[#out + 1] = runs[i] end
+for j = 1, nq do out[#out + 1] = used[j] end
 
 -- Traffic: a ring slot of another period id is from an older lap and starts
 -- again at zero. Leased requests count from the moment they are leased.

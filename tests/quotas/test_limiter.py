@@ -21,7 +21,9 @@ def subject(backend: Backend, rates: str = "", quotas: str = "", *, account_id: 
     return Subject(account_id, key_id, backend.generation(account_id), parse_rates(rates), parse_quotas(quotas))
 
 
-def charge(backend: Backend, who: Subject, requests: int = 1, units: int = 1, *, now: float, **lease: object) -> Decision:
+def charge(
+    backend: Backend, who: Subject, requests: int = 1, units: int = 1, *, now: float, **lease: object
+) -> Decision:
     """One call at ``now`` (epoch seconds); ``lease`` holds Charge's lease and give-back fields."""
     return backend.charge(who, Charge(requests, units, **lease), round(now * 1000))  # type: ignore[arg-type]
 

@@ -83,9 +83,7 @@ def _random_charge(rng: random.Random, who: Subject, now_ms: int, previous: list
         }
     if previous and rng.random() < 0.3:
         reply, taken_ms, windows = previous[-1] if rng.random() < 0.6 else rng.choice(previous)  # type: ignore[misc]
-        lease["give_back"] = GiveBack(
-            rng.choice([0, 1, 7, 100]), rng.choice([0, 2, 50]), taken_ms, reply.runs, windows
-        )
+        lease["give_back"] = GiveBack(rng.choice([0, 1, 7, 100]), rng.choice([0, 2, 50]), taken_ms, reply.runs, windows)
     return Charge(requests, units, **lease)  # type: ignore[arg-type]
 
 

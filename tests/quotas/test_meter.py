@@ -59,7 +59,19 @@ class Counting(RedisBackend):
 def record(backend: Backend, rates: str, quotas: str = "", *, account_id: int = 1, key_id: int = 1) -> KeyRecord:
     subject = Subject(account_id, key_id, backend.generation(account_id), parse_rates(rates), parse_quotas(quotas))
     return KeyRecord(
-        key_id, f"{key_id:08d}", "", "0" * 64, account_id, "a", "p", True, None, 1, 1, subject, loaded_at=time.monotonic()
+        key_id,
+        f"{key_id:08d}",
+        "",
+        "0" * 64,
+        account_id,
+        "a",
+        "p",
+        True,
+        None,
+        1,
+        1,
+        subject,
+        loaded_at=time.monotonic(),
     )
 
 
@@ -78,7 +90,9 @@ def meter(counting: Counting, clock: Clock) -> Meter:
     return Meter(backend=lambda: counting, clock=clock, monotonic=clock.monotonic)
 
 
-def ping(meter: Meter, who: KeyRecord, clock: Clock, n: int = 1, *, every: float = 0.001, units: int = 1) -> list[Decision]:
+def ping(
+    meter: Meter, who: KeyRecord, clock: Clock, n: int = 1, *, every: float = 0.001, units: int = 1
+) -> list[Decision]:
     decisions = []
     for _ in range(n):
         decision = RequestMeter(meter, who).charge(units=units)
@@ -92,7 +106,9 @@ def used_today(backend: Backend, who: KeyRecord, clock: Clock) -> int:
     return backend.usage([who.account_id], now=clock.now)[who.account_id]["day"]
 
 
-def test_a_hot_key_leases_more_and_more_and_rarely_goes_to_redis(meter: Meter, counting: Counting, clock: Clock) -> None:
+def test_a_hot_key_leases_more_and_more_and_rarely_goes_to_redis(
+    meter: Meter, counting: Counting, clock: Clock
+) -> None:
     who = record(counting, "100000/s", "1000000000/day")
     ping(meter, who, clock, 2000)  # 1000 requests per second in this process
     sizes = [call.lease_requests for call in counting.calls if call.leasing]

@@ -252,9 +252,7 @@ class TestRedisFaults:
         assert first < 1.0
         assert second < 0.1  # the breaker answers without waiting for Redis again
 
-    def test_recovers_when_redis_comes_back_without_restart(
-        self, client: Client, own_redis: RedisServer
-    ) -> None:
+    def test_recovers_when_redis_comes_back_without_restart(self, client: Client, own_redis: RedisServer) -> None:
         process_meter().outage.seconds = 0.0
         key = issue_key().key
         assert ping(client, key).status_code == 200

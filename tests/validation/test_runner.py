@@ -10,8 +10,8 @@ import pytest
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
-
 from quotas.limiter import get_backend
+
 from tests.factories import issue_key
 from tests.validation.conftest import ORDER_SCHEMA, stored_files
 from tests.validation.data import ndjson, orders
@@ -47,6 +47,7 @@ def create(records: int = 200, invalid_every: int = 7, *, reserve: bool = True) 
 
 def account_subject(account_id: int) -> Any:
     from quotas.limiter import Subject
+
     from quotas.models import Account
 
     plan = Account.objects.get(pk=account_id).plan
