@@ -31,6 +31,7 @@ from quotas.contract import (
     rate_field,
 )
 from quotas.policy import Window, window_at
+from quotas.traffic import BUCKET_MS, BUCKETS, MINUTES
 
 
 def bulk(value: Any) -> bytes:
@@ -48,8 +49,9 @@ def encode(*parts: Any) -> bytes:
 # lease, nothing given back.
 _ONE_TAIL = bulk(1) + bulk(1) + bulk(0) * 5
 # Arguments of a call besides the fixed part: now, two costs, three lease
-# values, two give-back counts (then, for a give-back, 1 + R + Q more).
-_CALL_ARGS = 8
+# values, two give-back counts, the minute and the 10-minute bucket (then,
+# for a give-back, 4 + R + Q more).
+_CALL_ARGS = 12
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -67,8 +69,9 @@ class Target:
 class Frame:
     """The fixed part of a subject's commands for its quota windows:
     ``head`` is the command up to its per-call arguments (for a call without
-    a give-back; ``head_giving`` with one), valid for ``target`` while
-    ``start_ms <= now < end_ms``."""
+    a give-back; ``head_giving`` with one) and ``period`` the traffic ring
+    slots of the minute, valid for ``target`` while ``start_ms <= now <
+    end_ms`` (within one minute and the quota windows)."""
 
     windows: tuple[Window, ...]
     start_ms: int
@@ -76,6 +79,7 @@ class Frame:
     head: bytes
     head_giving: bytes
     target: Target
+    period: bytes
 
 
 def windows_at(subject: Subject, now_ms: int) -> tuple[Window, ...]:
@@ -94,18 +98,21 @@ def _frame(subject: Subject, now_ms: int, target: Target) -> Frame:
         target.margin,
     ]
     for rate in subject.rates:
-        fixed += (rate_field(subject.key_id, rate), rate.count, rate.period_ms)
+        field = rate_field(subject.key_id, rate)
+        fixed += (field, rate.count, rate.period_ms, "l" + field[1:])
     for quota, window in zip(subject.quotas, windows, strict=True):
         fixed += (QUOTA_FIELDS[quota.window], quota.count, window.id, window.end_ms)
     key = target.key(subject.account_id)
     body = bulk(b"EVALSHA") + bulk(target.script) + bulk(1) + bulk(key) + b"".join(bulk(part) for part in fixed)
     count = 4 + len(fixed) + _CALL_ARGS
-    giving = count + 1 + len(subject.rates) + len(subject.quotas)
-    # A day's window ends at midnight UTC; a month's later: the frame is
-    # valid until the first of them ends (always the day, if there is one).
-    start = max((window.start_ms for window in windows), default=0)
-    end = min((window.end_ms for window in windows), default=1 << 62)
-    return Frame(windows, start, end, b"*%d\r\n" % count + body, b"*%d\r\n" % giving + body, target)
+    giving = count + 4 + len(subject.rates) + len(subject.quotas)
+    # Valid within the minute (the traffic ring slots) and the quota windows.
+    minute_start = now_ms - now_ms % 60_000
+    start = max((window.start_ms for window in windows), default=minute_start)
+    end = min((window.end_ms for window in windows), default=minute_start + 60_000)
+    start, end = max(start, minute_start), min(end, minute_start + 60_000)
+    head, head_giving = b"*%d\r\n" % count + body, b"*%d\r\n" % giving + body
+    return Frame(windows, start, end, head, head_giving, target, _ring_fields(subject.key_id, now_ms))
 
 
 def command(subject: Subject, charge: Charge, now_ms: int, target: Target) -> tuple[bytes, Frame]:
@@ -116,7 +123,7 @@ def command(subject: Subject, charge: Charge, now_ms: int, target: Target) -> tu
         frame = subject.memo["frame"] = _frame(subject, now_ms, target)
     now = b"%d" % now_ms
     if charge is ONE:
-        return b"%b$%d\r\n%b\r\n%b" % (frame.head, len(now), now, _ONE_TAIL), frame
+        return b"%b$%d\r\n%b\r\n%b%b" % (frame.head, len(now), now, _ONE_TAIL, frame.period), frame
     parts = [
         now_ms,
         charge.requests,
@@ -128,9 +135,23 @@ def command(subject: Subject, charge: Charge, now_ms: int, target: Target) -> tu
     give_back = charge.give_back
     if give_back is None or not (give_back.requests or give_back.units):
         parts += (0, 0)
-        return frame.head + b"".join(bulk(part) for part in parts), frame
-    parts += (give_back.requests, give_back.units, give_back.taken_ms, *give_back.runs, *give_back.windows)
-    return frame.head_giving + b"".join(bulk(part) for part in parts), frame
+        return frame.head + b"".join(bulk(part) for part in parts) + frame.period, frame
+    parts += (give_back.requests, give_back.units)
+    tail = b"".join(bulk(part) for part in (*give_back.runs, *give_back.windows))
+    return (
+        frame.head_giving
+        + b"".join(bulk(part) for part in parts)
+        + frame.period
+        + _ring_fields(subject.key_id, give_back.taken_ms)
+        + tail
+    ), frame
+
+
+def _ring_fields(key_id: int, at_ms: int) -> bytes:
+    """The traffic ring slots of ``at_ms``: minute id and field, 10-minute
+    bucket id and field."""
+    minute, bucket = at_ms // 60_000, at_ms // BUCKET_MS
+    return b"".join(bulk(part) for part in (minute, f"m{minute % MINUTES}", bucket, f"k{key_id}:{bucket % BUCKETS}"))
 
 
 def decode(raw: list[Any], rates: int, quotas: int) -> ChargeReply:

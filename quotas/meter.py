@@ -16,8 +16,10 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 from project.errors import ServiceUnavailable
 from quotas.authentication import KeyRecord, KeyRecords
@@ -53,6 +55,12 @@ class Meter:
         self.outage = outage or Outage()
         self.clock = clock
         self.leases = LeaseBook(self._give_back, monotonic=monotonic)
+        self.leasing = bool(getattr(settings, "RATELIMIT_LEASES", True))
+        setting_changed.connect(self._setting_changed, weak=True)
+
+    def _setting_changed(self, setting: str, **kwargs: Any) -> None:
+        if setting == "RATELIMIT_LEASES":
+            self.leasing = bool(getattr(settings, "RATELIMIT_LEASES", True))
 
     def authenticate(self, raw: str) -> KeyRecord:
         """The record of a usable key (see ``KeyRecords.authenticate``); with
@@ -75,7 +83,7 @@ class Meter:
         now_ms = int(self.clock() * 1000)
         meter.served_ms = now_ms
         record = meter.record
-        leasing = requests == 1 and getattr(settings, "RATELIMIT_LEASES", True)
+        leasing = requests == 1 and self.leasing
         if leasing:
             decision = self.leases.serve(record.subject, units, now_ms)
             if decision is not None:

@@ -27,9 +27,9 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `tests` impor
     sys.path.insert(0, str(ROOT))
 
 from bench.ratelimit import load, plans, report  # noqa: E402
-from bench.ratelimit.phases import WARM_REQUESTS, Phases  # noqa: E402
+from bench.ratelimit.phases import WARM_REQUESTS, Load, Phases  # noqa: E402
 from bench.ratelimit.redis_stats import Probe, counting_check  # noqa: E402
-from bench.ratelimit.results import BASELINE, Run, VariantRun  # noqa: E402
+from bench.ratelimit.results import BASELINE, HOT, MANY, LoadRun, Run, VariantRun  # noqa: E402
 from bench.ratelimit.stack import VARIANTS, Stack  # noqa: E402
 
 # (default, --quick): chosen so that a default run takes under 3 minutes and a
@@ -94,11 +94,15 @@ class Progress:
         print(f"[{time.monotonic() - self.started:5.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def measure(args: argparse.Namespace, stack: Stack, phases: Phases, say: Progress) -> dict[str, VariantRun]:
+def measure(args: argparse.Namespace, stack: Stack, phases: Phases, say: Progress) -> dict[str, LoadRun]:
     servers = {server.variant.name: server for server in stack.servers}
     probes = {name: Probe(server.redis.client()) for name, server in servers.items()}
-    runs = {name: VariantRun(name) for name in servers}
-    key, burst_key = stack.keys["throughput_key"], stack.keys["burst_key"]
+    loads = {
+        HOT: Load(HOT, [str(stack.keys["throughput_key"])]),
+        MANY: Load(MANY, stack.many_keys, stack.keys_file),
+    }
+    runs = {name: LoadRun(name, {variant: VariantRun(variant) for variant in servers}) for name in loads}
+    burst_key = Load("burst", [str(stack.keys["burst_key"])])
 
     # The counters must be quiet when nobody sends anything, and must count
     # round trips as claimed; both are checked before any measurement.
@@ -114,43 +118,55 @@ def measure(args: argparse.Namespace, stack: Stack, phases: Phases, say: Progres
     for line in counting_check(first.redis.client(), probes[first.variant.name]):
         say(f"counting check: {line}")
 
+    # Every worker loads each key's record on first sight: do that for the
+    # many keys before anything is measured, as a running service has.
     for name, server in servers.items():
-        admitted = phases.account(server, probes[name], server.variant.ping_path, key, args.requests)
-        runs[name].admitted = admitted
-        say(
-            f"{name}: {args.requests} admitted requests -> {admitted.counts.reads} Redis reads, "
-            f"{admitted.counts.commands} commands"
-        )
+        if server.variant.burst_path == server.variant.ping_path:  # Tollgate
+            many = loads[MANY]
+            load.exact(server.port, server.variant.ping_path, many.keys, total=12 * len(many.keys), concurrency=8)
+            say(f"{name}: key records of the {len(many.keys)} keys loaded in every worker")
 
-    order = list(servers)
-    for round_index in range(args.rounds):
-        shift = round_index % len(order)
-        for name in order[shift:] + order[:shift]:
-            server = servers[name]
-            path = server.variant.ping_path
-            loaded = phases.timed(server, probes[name], path, key, connections=args.connections, seconds=args.seconds)
-            single = phases.timed(server, probes[name], path, key, connections=1, seconds=args.single_seconds)
-            runs[name].loaded.append(loaded)
-            runs[name].single.append(single)
+    for load_name, keys in loads.items():
+        for name, server in servers.items():
+            admitted = phases.account(server, probes[name], server.variant.ping_path, keys, args.requests)
+            runs[load_name].variants[name].admitted = admitted
             say(
-                f"round {round_index + 1}/{args.rounds} {name}: {loaded.load.rps:.0f} req/s, "
-                f"p50 {loaded.load.p50_ms:.2f} ms; 1 connection p50 {single.load.p50_ms:.2f} ms"
+                f"{name}, {load_name}: {args.requests} admitted requests -> {admitted.counts.reads} Redis reads, "
+                f"{admitted.counts.commands} commands"
             )
 
+    # Interleaved: every round visits every load and variant, in an order
+    # rotated from round to round, so that none is always first or last.
+    order = [(load_name, name) for load_name in loads for name in servers]
+    for round_index in range(args.rounds):
+        shift = (round_index * len(order)) // max(args.rounds, 1)
+        for load_name, name in order[shift:] + order[:shift]:
+            server, keys, run = servers[name], loads[load_name], runs[load_name].variants[name]
+            path = server.variant.ping_path
+            loaded = phases.timed(server, probes[name], path, keys, connections=args.connections, seconds=args.seconds)
+            run.loaded.append(loaded)
+            line = f"round {round_index + 1}/{args.rounds} {name}, {load_name}: {loaded.load.rps:.0f} req/s"
+            if load_name == HOT:
+                single = phases.timed(server, probes[name], path, keys, connections=1, seconds=args.single_seconds)
+                run.single.append(single)
+                line += f"; 1 connection p50 {single.load.p50_ms:.2f} ms"
+            say(line)
+
+    hot = runs[HOT].variants
     for name, server in servers.items():
         if server.variant.burst_path is None:
             continue
-        burst = phases.exactness(server, server.variant.burst_path, burst_key, args.burst)
-        runs[name].exactness = burst
+        burst = phases.exactness(server, server.variant.burst_path, burst_key.keys[0], args.burst)
+        hot[name].exactness = burst
         say(f"{name}: burst of {args.burst} -> {burst.statuses}")
         rejected = phases.account(server, probes[name], server.variant.burst_path, burst_key, args.requests)
-        runs[name].rejected = rejected
+        hot[name].rejected = rejected
         say(f"{name}: {args.requests} rejected requests -> {rejected.statuses}")
 
     for name, server in servers.items():
-        runs[name].samples["admitted"] = phases.sample(server, server.variant.ping_path, key, args.sample)
+        hot[name].samples["admitted"] = phases.sample(server, server.variant.ping_path, loads[HOT], args.sample)
         if server.variant.burst_path is not None:
-            runs[name].samples["rejected"] = phases.sample(server, server.variant.burst_path, burst_key, args.sample)
+            hot[name].samples["rejected"] = phases.sample(server, server.variant.burst_path, burst_key, args.sample)
     return runs
 
 
@@ -178,6 +194,7 @@ def run_settings(args: argparse.Namespace, wrk: str | None) -> dict[str, object]
         "burst": args.burst,
         "sample": args.sample,
         "tollgate_plan": "bench-throughput (" + " ".join(plans.THROUGHPUT_PLAN).replace("--", "") + ")",
+        "many": f"{plans.MANY_KEYS} keys of {plans.MANY_ACCOUNTS} accounts in rotation",
         "peer_limit": plans.describe(plans.PEER_LIMITS["ping"]),
     }
 
@@ -186,7 +203,10 @@ def write_json(path: Path, run: Run) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "settings": run.settings,
-        "variants": {name: dataclasses.asdict(variant) for name, variant in run.variants.items()},
+        "loads": {
+            load: {name: dataclasses.asdict(variant) for name, variant in load_run.variants.items()}
+            for load, load_run in run.loads.items()
+        },
     }
     path.write_text(json.dumps(data, indent=1, default=str))
 

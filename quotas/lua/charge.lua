@@ -25,20 +25,21 @@ are a Redis Cluster hash tag: one account, one slot). Its fields:
 ARGV, the part fixed for a key record and its quota windows first:
   [1] generation  [2] R (rate limits)  [3] Q (quotas)  [4] key id
   [5] hash TTL (ms)  [6] lease margin M
-  then R times: field, count, period (ms)
+  then R times: field, count, period (ms), its bookkeeping field
   then Q times: field, limit, window id, window end (ms)
-then the part of this call (D = 7 + 3R + 4Q):
+then the part of this call (D = 7 + 4R + 4Q):
   [D] now (ms)  [D+1] rate cost  [D+2] quota cost
   [D+3] lease requests  [D+4] lease units  [D+5] lease expiry (ms)
   [D+6] give-back requests  [D+7] give-back units
-  and when either give-back count is not 0:
-  [D+8] when the lease was taken (ms), then R run ids, then Q window ids
+  [D+8] minute id  [D+9] its ring field  [D+10] 10-minute bucket id  [D+11] its field
+  and when either give-back count is not 0, the lease's own minute and bucket
+  ([D+12] to [D+15], likewise), then R run ids, then Q window ids
 
 Example (100/m for key 17, 10000/day for account 42, at 2026-11-26T12:00Z,
 one request, no lease, nothing to give back):
   EVALSHA <sha> 1 tg:{a42} 5f1c 1 1 17 5529600000 64
-          r17:100/60000 100 60000  qd 10000 20261126 1795737600000
-          1795694400000 1 1 0 0 0 0 0
+          r17:100/60000 100 60000 l17:100/60000  qd 10000 20261126 1795737600000
+          1795694400000 1 1 0 0 0 0 0  29928240 m0 2992824 k17:0
 
 Reply: {status, violated, retry (ms), leased, tightest, then per limit (rate
 limits, then quotas) what is left and the seconds until it is whole again
@@ -72,7 +73,7 @@ local ttl, margin = tonumber(ARGV[5]), tonumber(ARGV[6])
 if not (nr and nq and ttl and margin) then
   return redis.error_reply("charge.lua: malformed arguments")
 end
-local d = 7 + 3 * nr + 4 * nq
+local d = 7 + 4 * nr + 4 * nq
 local now = tonumber(ARGV[d])
 local rc, qc = tonumber(ARGV[d + 1]), tonumber(ARGV[d + 2])
 local lk, lu, le = tonumber(ARGV[d + 3]), tonumber(ARGV[d + 4]), tonumber(ARGV[d + 5])
@@ -81,27 +82,23 @@ if not (now and rc and qc and lk and lu and le and gr and gu) then
   return redis.error_reply("charge.lua: malformed arguments")
 end
 local giving = gr > 0 or gu > 0
-if #ARGV ~= d + 7 + (giving and (1 + nr + nq) or 0) then
+if #ARGV ~= d + 11 + (giving and (4 + nr + nq) or 0) then
   return redis.error_reply("charge.lua: malformed arguments")
 end
 
-local key = ARGV[4]
-local minute, bucket = math.floor(now / 60000), math.floor(now / 600000)
 -- fields: generation, expiry, this minute, this key's bucket, R TATs, R lease
 -- bookkeepings, Q quotas, and for a give-back the lease's minute and bucket
-local fields = {"g", "x", "m" .. (minute % 60), "k" .. key .. ":" .. (bucket % 7)}
+local m_id, m_field, b_id, b_field = ARGV[d + 8], ARGV[d + 9], ARGV[d + 10], ARGV[d + 11]
+local fields = {"g", "x", m_field, b_field}
 for i = 1, nr do
-  local field = ARGV[4 + 3 * i]
-  fields[4 + i] = field
-  fields[4 + nr + i] = "l" .. string.sub(field, 2)
+  fields[4 + i] = ARGV[3 + 4 * i]
+  fields[4 + nr + i] = ARGV[6 + 4 * i]
 end
-for j = 1, nq do fields[4 + 2 * nr + j] = ARGV[3 + 3 * nr + 4 * j] end
-local given_minute, given_bucket = 0, 0
+for j = 1, nq do fields[4 + 2 * nr + j] = ARGV[3 + 4 * nr + 4 * j] end
+local given = d + 15  -- the give-back's run ids follow
 if giving then
-  local taken = tonumber(ARGV[d + 8])
-  given_minute, given_bucket = math.floor(taken / 60000), math.floor(taken / 600000)
-  fields[#fields + 1] = "m" .. (given_minute % 60)
-  fields[#fields + 1] = "k" .. key .. ":" .. (given_bucket % 7)
+  fields[#fields + 1] = ARGV[d + 13]
+  fields[#fields + 1] = ARGV[d + 15]
 end
 local values = redis.call("HMGET", KEYS[1], unpack(fields))
 if values[1] ~= ARGV[1] then
@@ -110,8 +107,12 @@ end
 
 local function pair(stored)
   if not stored then return nil, nil end
-  local x, y = string.match(stored, "^(%d+):(%d+)$")
-  return x, y
+  return string.match(stored, "^(%d+):(%d+)$")
+end
+local writes = {}
+local function write(field, value)
+  writes[#writes + 1] = field
+  writes[#writes + 1] = value
 end
 
 -- Rate limits: the TAT (a + b/count ms; nil: none stored) and the lease
@@ -120,7 +121,7 @@ end
 -- anything else voids it, and its run id then can never match again.
 local count, period, ta, tb, run, budget, booked = {}, {}, {}, {}, {}, {}, {}
 for i = 1, nr do
-  count[i], period[i] = tonumber(ARGV[5 + 3 * i]), tonumber(ARGV[6 + 3 * i])
+  count[i], period[i] = tonumber(ARGV[4 + 4 * i]), tonumber(ARGV[5 + 4 * i])
   local sa, sb = pair(values[4 + i])
   ta[i], tb[i] = tonumber(sa), tonumber(sb)
   run[i], budget[i], booked[i] = 0, -1, false
@@ -136,33 +137,22 @@ end
 -- Quotas: units used in the current window.
 local used, window, window_end, limit = {}, {}, {}, {}
 for j = 1, nq do
-  local base = 3 + 3 * nr + 4 * j  -- its field
+  local base = 3 + 4 * nr + 4 * j  -- its field
   limit[j], window[j], window_end[j] = tonumber(ARGV[base + 1]), ARGV[base + 2], tonumber(ARGV[base + 3])
   local sw, su = pair(values[4 + 2 * nr + j])
   used[j] = (sw == window[j]) and tonumber(su) or 0
 end
--- Traffic rings: field -> {period id, count}, written at the end if touched.
-local ring, touched = {}, {}
-local function slot(index)
-  local field = fields[index]
-  if not ring[field] then
-    local sid, sc = pair(values[index])
-    ring[field] = {sid, tonumber(sc) or 0}
-  end
-  return ring[field], field
-end
-
-local writes = {}
-local function write(field, value)
-  writes[#writes + 1] = field
-  writes[#writes + 1] = value
-end
+-- Traffic rings of this minute and bucket: the stored period id and count.
+local m_sid, m_n = pair(values[3])
+local b_sid, b_n = pair(values[4])
+m_n, b_n = tonumber(m_n) or 0, tonumber(b_n) or 0
+local m_touched, b_touched = false, false
 
 -- Give back first, whatever becomes of the charge.
 local rate_changed = {}
 if giving then
   for i = 1, nr do
-    if gr > 0 and booked[i] and run[i] == tonumber(ARGV[d + 8 + i]) then
+    if gr > 0 and booked[i] and run[i] == tonumber(ARGV[given + i]) then
       local back = gr * period[i]
       local da, db = math.floor(back / count[i]), back % count[i]
       local need = da + (db > 0 and 1 or 0)
@@ -177,7 +167,7 @@ if giving then
   end
   for j = 1, nq do
     local sw, su = pair(values[4 + 2 * nr + j])
-    if gu > 0 and sw and sw == ARGV[d + 8 + nr + j] then
+    if gu > 0 and sw and sw == ARGV[given + nr + j] then
       -- Only into the lease's own window, if it is still the stored one.
       local left = math.max(tonumber(su) - gu, 0)
       if sw == window[j] then used[j] = left end
@@ -185,13 +175,20 @@ if giving then
     end
   end
   if gr > 0 then
-    for _, index in ipairs({#fields - 1, #fields}) do
-      local id = tostring(index == #fields and given_bucket or given_minute)
-      local state, field = slot(index)
-      if state[1] == id then
-        state[2] = math.max(state[2] - gr, 0)
-        touched[field] = true
-      end
+    -- The lease's requests leave the ring slots they were counted in, if
+    -- those still hold the lease's minute and bucket.
+    local lm_id, lm_field, lb_id, lb_field = ARGV[d + 12], ARGV[d + 13], ARGV[d + 14], ARGV[d + 15]
+    if lm_field == m_field then
+      if m_sid == lm_id then m_n, m_touched = math.max(m_n - gr, 0), true end
+    else
+      local sid, sc = pair(values[#fields - 1])
+      if sid == lm_id then write(lm_field, sid .. ":" .. math.max(tonumber(sc) - gr, 0)) end
+    end
+    if lb_field == b_field then
+      if b_sid == lb_id then b_n, b_touched = math.max(b_n - gr, 0), true end
+    else
+      local sid, sc = pair(values[#fields])
+      if sid == lb_id then write(lb_field, sid .. ":" .. math.max(tonumber(sc) - gr, 0)) end
     end
   end
 end
@@ -204,8 +201,8 @@ local function attempt(extra, extra_units, at)
   local ok, violated, retry = true, 0, 0
   local na, nb = {}, {}
   local leasing = extra > 0 or extra_units > 0
+  local from = extra > 0 and at or now
   for i = 1, nr do
-    local from = extra > 0 and at or now
     local a, b = from, 0
     if ta[i] and ta[i] + (tb[i] > 0 and 1 or 0) > from then a, b = ta[i], tb[i] end
     local sum = b + (rc + extra) * period[i]
@@ -249,7 +246,7 @@ end
 
 -- The state after the decision, per limit (rates, then quotas): what is left
 -- and when it is whole again (ms), and which limit is the tightest.
-local left, reset, runs = {}, {}, {}
+local left, reset = {}, {}
 for i = 1, nr do
   local a, b = ta[i], tb[i]
   if admitted and rc + k > 0 then
@@ -276,7 +273,6 @@ for i = 1, nr do
     left[i] = math.min(math.max(math.floor(((now + period[i] - a) * count[i] - b) / period[i]), 0), count[i])
     reset[i] = a + (b > 0 and 1 or 0) - now
   end
-  runs[i] = booked[i] and run[i] or 0
 end
 for j = 1, nq do
   if admitted and qc + ku > 0 then
@@ -302,21 +298,18 @@ for n = 1, nr + nq do
   out[#out + 1] = math.floor((reset[n] + 999) / 1000)
 end
 for n = 1, nr + nq do out[#out + 1] = reset[n] end
-for i = 1, nr do out[#out + 1] = runs[i] end
+for i = 1, nr do out[#out + 1] = booked[i] and run[i] or 0 end
 for j = 1, nq do out[#out + 1] = used[j] end
 
 -- Traffic: a ring slot of another period id is from an older lap and starts
 -- again at zero. Leased requests count from the moment they are leased.
 if admitted and rc + k > 0 then
-  for _, index in ipairs({3, 4}) do
-    local id = tostring(index == 3 and minute or bucket)
-    local state, field = slot(index)
-    if state[1] ~= id then state[1], state[2] = id, 0 end
-    state[2] = state[2] + rc + k
-    touched[field] = true
-  end
+  if m_sid ~= m_id then m_sid, m_n = m_id, 0 end
+  if b_sid ~= b_id then b_sid, b_n = b_id, 0 end
+  m_n, b_n, m_touched, b_touched = m_n + rc + k, b_n + rc + k, true, true
 end
-for field in pairs(touched) do write(field, ring[field][1] .. ":" .. ring[field][2]) end
+if m_touched then write(m_field, m_sid .. ":" .. m_n) end
+if b_touched then write(b_field, b_sid .. ":" .. b_n) end
 
 if #writes > 0 then
   local expires = tonumber(values[2])

@@ -5,14 +5,17 @@ about which prefixes exist (the timing itself: bench/ratelimit/key_timing.py).""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from quotas import keys
 from quotas.exceptions import InvalidApiKey
 from quotas.meter import process_meter
+from quotas.models import ApiKey
 from tests.factories import issue_key
 from tests.redis_server import RedisServer
 
@@ -74,3 +77,13 @@ def test_a_verified_key_costs_no_database_redis_or_hashing(redis_server: RedisSe
             assert meter.authenticate(issued.key).key_id == issued.api_key.pk
     assert len(queries) == 0
     assert set(redis.info("commandstats")) <= {"cmdstat_config|resetstat"}
+
+
+def test_a_record_reads_expiry_and_state_as_stored() -> None:
+    expires = timezone.now() + timedelta(hours=1)
+    issued = issue_key()
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(expires_at=expires, label="ci")
+    record = process_meter().authenticate(issued.key)
+    assert record.expires_at == pytest.approx(expires.timestamp(), abs=1e-3)
+    assert (record.label, record.usable, record.account_id) == ("ci", True, issued.api_key.account_id)
+    assert record.subject.rates == issued.api_key.account.plan.rate_list
