@@ -72,9 +72,11 @@ def evaluate(
     window = [str(w.id) for w in windows]
     window_end = [w.end_ms for w in windows]
     used = []
+    late = []  # the stored window is newer than the call's: see charge.lua
     for name, wid in zip(qnames, window, strict=True):
         stored = _pair(fields.get(name))
         used.append(int(stored[1]) if stored and stored[0] == wid else 0)
+        late.append(stored is not None and int(stored[0]) > int(wid))
     rings: dict[str, list[str | int]] = {}
     touched: set[str] = set()
 
@@ -138,14 +140,14 @@ def evaluate(
             elif extra > 0 and (now + period[i] - na[i]) * count[i] - nb[i] < margin * extra * period[i]:
                 ok = False
         for j in range(len(qnames)):
-            if qc > 0 and used[j] + qc > limit[j]:
+            if qc > 0 and (late[j] or used[j] + qc > limit[j]):
                 ok = False
-                wait = window_end[j] - now
+                wait = 1 if late[j] else window_end[j] - now
                 if wait > retry:
                     violated, retry = nr + j + 1, wait
             elif leasing:
                 total = used[j] + qc + extra_units
-                if at > window_end[j] or (extra_units > 0 and limit[j] - total < margin * extra_units):
+                if at > window_end[j] or late[j] or (extra_units > 0 and limit[j] - total < margin * extra_units):
                     ok = False
         return ok, violated, retry, na, nb
 

@@ -134,13 +134,17 @@ for i = 1, nr do
     end
   end
 end
--- Quotas: units used in the current window.
-local used, window, window_end, limit = {}, {}, {}, {}
+-- Quotas: units used in the current window. A call whose window is older
+-- than the stored one ("late": its process's clock is behind another's at a
+-- window's end) cannot be counted in its window any more, whose count is
+-- gone: it may not consume units (it is refused, retry in 1 ms).
+local used, window, window_end, limit, late = {}, {}, {}, {}, {}
 for j = 1, nq do
   local base = 3 + 4 * nr + 4 * j  -- its field
   limit[j], window[j], window_end[j] = tonumber(ARGV[base + 1]), ARGV[base + 2], tonumber(ARGV[base + 3])
   local sw, su = pair(values[4 + 2 * nr + j])
   used[j] = (sw == window[j]) and tonumber(su) or 0
+  late[j] = sw ~= nil and tonumber(sw) > tonumber(window[j])
 end
 -- Traffic rings of this minute and bucket: the stored period id and count.
 local m_sid, m_n = pair(values[3])
@@ -216,13 +220,15 @@ local function attempt(extra, extra_units, at)
     end
   end
   for j = 1, nq do
-    if qc > 0 and used[j] + qc > limit[j] then
+    if qc > 0 and (late[j] or used[j] + qc > limit[j]) then
       ok = false
-      local wait = window_end[j] - now
+      local wait = late[j] and 1 or window_end[j] - now
       if wait > retry then violated, retry = nr + j, wait end
     elseif leasing then
       local total = used[j] + qc + extra_units
-      if at > window_end[j] or (extra_units > 0 and limit[j] - total < margin * extra_units) then ok = false end
+      if at > window_end[j] or late[j] or (extra_units > 0 and limit[j] - total < margin * extra_units) then
+        ok = false
+      end
     end
   end
   return ok, violated, retry, na, nb

@@ -216,3 +216,16 @@ def test_traffic_counts_admitted_requests_per_minute_and_per_key(backend: Backen
     assert traffic.per_minute[-1] == (int(minute), 7)
     assert sum(count for _, count in traffic.per_minute) == 11
     assert traffic.per_key == {201: 6, 211: 5, 212: 0}
+
+
+def test_a_charge_from_a_window_already_closed_consumes_nothing(backend: Backend) -> None:
+    # Two processes whose clocks differ by a few ms at midnight: once the
+    # account counts in the new day, a charge stamped with the old day would
+    # overwrite the new day's count; it is refused (retry in 1 s) instead.
+    who = subject(backend, "1000/s", "5/day")
+    midnight = datetime(2026, 11, 27, tzinfo=UTC).timestamp()
+    assert admitted(backend, who, 3, now=midnight + 0.002) == 3
+    late = charge(backend, who, now=midnight - 0.001)
+    assert not late.allowed and late.violated.name == "daily-quota" and late.retry_after == 1  # type: ignore[union-attr]
+    assert charge(backend, who, units=0, now=midnight - 0.001).allowed  # nothing to count: served
+    assert admitted(backend, who, 5, now=midnight + 0.003) == 2  # the new day's count is whole
