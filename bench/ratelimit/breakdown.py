@@ -185,7 +185,7 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
             "EVALSHA via redis-py, pooled client": lambda: pooled.execute_command(*_args(command)),
             "EVALSHA via the kept connection (Tollgate)": lambda: send(script, command),
             "EVALSHA on a raw socket": raw_round_trip,
-            "codec.decode": lambda: codec.decode(raw_reply, len(subject.rates)),
+            "codec.decode": lambda: codec.decode(raw_reply, len(subject.rates), len(subject.quotas)),
             "decision_headers": fresh_headers,
             "decision_headers set on a response": set_headers,
         },

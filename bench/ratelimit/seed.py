@@ -28,9 +28,9 @@ def _key(account: str) -> str:
     return str(json.loads(_command("create_api_key", account, "--label", "bench", "--json").splitlines()[-1])["key"])
 
 
-def seed() -> dict[str, object]:
+def seed(many: int = MANY_KEYS) -> dict[str, object]:
     """Create both plans, an account on each with one key, and the many-keys
-    load's accounts and keys (on the throughput plan)."""
+    load's accounts and ``many`` keys (on the throughput plan)."""
     _command("migrate", "--noinput", "-v0")
     _command("set_plan", "bench-throughput", *THROUGHPUT_PLAN)
     _command("set_plan", "bench-burst", *BURST_PLAN)
@@ -41,13 +41,17 @@ def seed() -> dict[str, object]:
     accounts = [f"bench-many-{index:02d}" for index in range(MANY_ACCOUNTS)]
     for account in accounts:
         _command("create_account", account, "--plan", "bench-throughput")
-    keys["many_keys"] = [_key(accounts[index % MANY_ACCOUNTS]) for index in range(MANY_KEYS)]
+    keys["many_keys"] = [_key(accounts[index % MANY_ACCOUNTS]) for index in range(many)]
     return keys
 
 
 if __name__ == "__main__":
+    import argparse
+
     import django
 
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--many", type=int, default=MANY_KEYS)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.ratelimit.settings")
     django.setup()
-    print(json.dumps(seed()))
+    print(json.dumps(seed(parser.parse_args().many)))

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.ratelimit.plans import MANY_KEYS
 from tests.processes import service_env
 from tests.redis_server import RedisServer, free_port
 
@@ -66,10 +67,16 @@ def base_env(directory: Path) -> dict[str, str]:
     )
 
 
-def seed_database(env: dict[str, str]) -> dict[str, object]:
-    """Migrate and create plans, accounts and keys (see ``seed.py``)."""
+def seed_database(env: dict[str, str], many: int = MANY_KEYS) -> dict[str, object]:
+    """Migrate and create plans, accounts and keys (see ``seed.py``; ``many``
+    keys for the many-keys load)."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.ratelimit.seed"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "bench.ratelimit.seed", "--many", str(many)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if result.returncode != 0:
         raise RuntimeError(f"seeding the bench database failed:\n{result.stdout}{result.stderr}")
