@@ -84,9 +84,3 @@ class Decision:
     def reset_at(self, state: LimitState) -> int:
         """Epoch seconds (rounded up) at which ``state`` resets."""
         return -(-(self.at_ms + state.reset_ms) // 1000)
-
-    @property
-    def most_restrictive(self) -> LimitState | None:
-        """The violated limit, else the one with the fewest left (of those,
-        the one that resets last); None for a plan without limits."""
-        return self.states[self.reply.tightest - 1] if self.reply.tightest else None

@@ -137,7 +137,7 @@ def evaluate(
                 ok = False
                 if over > retry:
                     violated, retry = i + 1, over
-            elif extra > 0 and (now + period[i] - na[i]) * count[i] - nb[i] < margin * extra * period[i]:
+            elif extra > 0 and (now + period[i] - na[i]) * count[i] - nb[i] < margin * (rc + extra) * period[i]:
                 ok = False
         for j in range(len(qnames)):
             if qc > 0 and (late[j] or used[j] + qc > limit[j]):
@@ -147,7 +147,7 @@ def evaluate(
                     violated, retry = nr + j + 1, wait
             elif leasing:
                 total = used[j] + qc + extra_units
-                if at > window_end[j] or late[j] or (extra_units > 0 and limit[j] - total < margin * extra_units):
+                if at > window_end[j] or late[j] or (extra_units > 0 and limit[j] - total < margin * (qc + extra_units)):
                     ok = False
         return ok, violated, retry, na, nb
 

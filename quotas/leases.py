@@ -13,12 +13,13 @@ requests and ``u`` more units, to be served locally until an expiry ``e``
 previous round trip, over the time since, times ``TARGET_SECONDS``, at most
 doubling from one lease to the next; a key seen once a minute gets ``k = 0``,
 so leasing never costs a round trip of its own. charge.lua grants the lease
-only if every rate limit keeps at least ``LEASE_MARGIN x k`` requests and
-every quota ``LEASE_MARGIN x u`` units afterwards; otherwise it charges the
-request alone. A lease ends when it is used up, expires, meets a request it
-cannot pay for, or the key record changes; what is left is given back in the
-next charge of the key, or by a background thread ``GIVE_BACK_GRACE`` after
-the expiry if no charge comes.
+only if every rate limit keeps at least ``LEASE_MARGIN`` times the requests
+the call reserves (``k`` and its own) and every quota ``LEASE_MARGIN`` times
+its units, afterwards; otherwise it charges the request alone (so a limit
+under 128 never leases). A lease ends when it is used up, expires, meets a
+request it cannot pay for, or the key record changes; what is left is given
+back in the next charge of the key, or by a background thread
+``GIVE_BACK_GRACE`` after the expiry if no charge comes.
 
 Why no request is ever admitted that exact GCRA and exact counting would refuse
 ------------------------------------------------------------------------------

@@ -59,6 +59,9 @@ class MemoryBackend:
             fields = self._fields(account_id)
             return fields.setdefault("g", secrets.token_hex(8))
 
+    def generations(self, account_ids: list[int]) -> dict[int, str]:
+        return {account_id: self.generation(account_id) for account_id in account_ids}
+
     def charge(self, subject: Subject, charge: Charge, now_ms: int) -> Decision:
         """As the Redis backend's ``charge``: raises :class:`StaleGeneration`."""
         windows = windows_at(subject, now_ms)

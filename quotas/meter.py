@@ -22,13 +22,14 @@ from django.conf import settings
 from django.core.signals import setting_changed
 
 from project.errors import ServiceUnavailable
-from quotas.authentication import KeyRecord, KeyRecords
+from quotas.authentication import KeyRecords
 from quotas.backends import get_backend
 from quotas.contract import ONE, PEEK, Backend, Charge, StaleGeneration
 from quotas.decision import Decision
 from quotas.exceptions import InvalidApiKey, LimitExceeded
 from quotas.leases import Lease, LeaseBook
 from quotas.outage import REDIS_DOWN, Outage
+from quotas.records import KeyRecord
 
 log = logging.getLogger("tollgate.quotas")
 

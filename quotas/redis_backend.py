@@ -141,10 +141,22 @@ class RedisBackend:
             script.sha = client.script_load(script.script)
 
     def generation(self, account_id: int) -> str:
+        """The account's generation, created if missing (``lua/generation.lua``)."""
         raw = self._evalsha(
             self._generation, account_key(account_id), [secrets.token_hex(8), int(time.time() * 1000), HASH_TTL_MS]
         )
         return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def generations(self, account_ids: list[int]) -> dict[int, str]:
+        """:meth:`generation` of several accounts, in one pipeline."""
+        pipe = self.client().pipeline(transaction=False)
+        now = int(time.time() * 1000)
+        for account_id in account_ids:
+            self._generation(keys=[account_key(account_id)], args=[secrets.token_hex(8), now, HASH_TTL_MS], client=pipe)
+        return {
+            account_id: raw.decode() if isinstance(raw, bytes) else str(raw)
+            for account_id, raw in zip(account_ids, pipe.execute(), strict=True)
+        }
 
     def charge(self, subject: Subject, charge: Charge, now_ms: int) -> Decision:
         """Decide ``charge`` at ``now_ms`` (epoch ms), all or nothing, in one

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import django_rq
-from quotas.limiter import get_backend
 from rq.worker import Worker
 
+from quotas.backends import get_backend
 from tests.redis_server import RedisServer
 from validation.worker import ValidationWorker
 

@@ -56,8 +56,9 @@ bookkeeping on that limit.
 Leases. A lease of k requests (and u units) expiring at e is charged as if its
 requests arrived at e: TAT := max(TAT, e) + (cost + k) x period/count, checked
 against now like any charge, so every slot it holds lies after e, and it is
-granted only if afterwards every rate limit has at least M x k requests left
-and every quota at least M x u units, and e is within every quota window.
+granted only if afterwards every rate limit has at least M x (cost + k)
+requests left and every quota M x (cost + u) units (M times all the call
+reserves), and e is within every quota window.
 Otherwise the call is charged without a lease. A give-back subtracts unused
 requests from the TAT only while the limit's run id is the lease's (no clamp
 of the TAT since) and its budget (the least slack of any charge since the run
@@ -215,7 +216,7 @@ local function attempt(extra, extra_units, at)
     if over > 0 then
       ok = false
       if over > retry then violated, retry = i, over end
-    elseif extra > 0 and (now + period[i] - na[i]) * count[i] - nb[i] < margin * extra * period[i] then
+    elseif extra > 0 and (now + period[i] - na[i]) * count[i] - nb[i] < margin * (rc + extra) * period[i] then
       ok = false
     end
   end
@@ -226,7 +227,7 @@ local function attempt(extra, extra_units, at)
       if wait > retry then violated, retry = nr + j, wait end
     elseif leasing then
       local total = used[j] + qc + extra_units
-      if at > window_end[j] or late[j] or (extra_units > 0 and limit[j] - total < margin * extra_units) then
+      if at > window_end[j] or late[j] or (extra_units > 0 and limit[j] - total < margin * (qc + extra_units)) then
         ok = false
       end
     end

@@ -5,6 +5,7 @@ about which prefixes exist (the timing itself: bench/ratelimit/key_timing.py).""
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -87,3 +88,24 @@ def test_a_record_reads_expiry_and_state_as_stored() -> None:
     assert record.expires_at == pytest.approx(expires.timestamp(), abs=1e-3)
     assert (record.label, record.usable, record.account_id) == ("ci", True, issued.api_key.account_id)
     assert record.subject.rates == issued.api_key.account.plan.rate_list
+
+
+def test_records_due_again_are_read_together(redis_server: RedisServer) -> None:
+    issued = [issue_key() for _ in range(5)]
+    meter = process_meter()
+    for key in issued:
+        meter.authenticate(key.key)
+    before = {key.api_key.prefix: meter.authenticate(key.key).loaded_at for key in issued}
+    meter.records.max_age = 0.001  # every record is due
+    time.sleep(0.01)
+    redis = redis_server.client()
+    redis.config_resetstat()
+    with CaptureQueriesContext(connection) as queries:
+        record = meter.authenticate(issued[0].key)
+    rows = [query["sql"] for query in queries.captured_queries if "SELECT" in query["sql"]]
+    assert len(rows) == 1 and rows[0].count("%s") == 0 and " IN (" in rows[0]  # one read of all five
+    assert int(redis.info("commandstats")["cmdstat_evalsha"]["calls"]) == 5  # generations, one pipeline
+    meter.records.max_age = 60.0
+    for key in issued:
+        assert meter.records._by_prefix[key.api_key.prefix].record.loaded_at > before[key.api_key.prefix]
+    assert record.prefix == issued[0].api_key.prefix

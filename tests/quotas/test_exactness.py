@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 import pytest
 from django.test.utils import override_settings
 
-from quotas.authentication import KeyRecord
 from quotas.backends import get_backend
 from quotas.codec import windows_at
 from quotas.contract import LEASE_MARGIN, Charge, Subject
@@ -36,8 +35,10 @@ from quotas.exceptions import LimitExceeded
 from quotas.leases import Lease, LeaseBook
 from quotas.meter import Meter, RequestMeter
 from quotas.policy import parse_quotas, parse_rates, window_at
+from quotas.records import KeyRecord
 from quotas.redis_backend import RedisBackend
 from tests.quotas.reference import gcra_refusals, quota_excess
+from tests.quotas.test_meter import record
 
 PROCESSES = 4
 SECONDS = 1.2
@@ -71,26 +72,8 @@ def _offset(trial: Trial) -> float:
 
 
 def _records(trial: Trial, account_id: int) -> list[KeyRecord]:
-    backend = get_backend()
-    generation = backend.generation(account_id)
-    return [
-        KeyRecord(
-            key_id,
-            f"{key_id:08d}",
-            "",
-            "0" * 64,
-            account_id,
-            "a",
-            "p",
-            True,
-            None,
-            1,
-            1,
-            Subject(account_id, key_id, generation, parse_rates(trial.rates), parse_quotas(trial.quotas)),
-            loaded_at=time.monotonic(),
-        )
-        for key_id in range(account_id * 10, account_id * 10 + trial.keys)
-    ]
+    keys = range(account_id * 10, account_id * 10 + trial.keys)
+    return [record(get_backend(), trial.rates, trial.quotas, account_id=account_id, key_id=key) for key in keys]
 
 
 class _Greedy(LeaseBook):

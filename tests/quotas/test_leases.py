@@ -65,9 +65,10 @@ def test_a_lease_far_from_the_limits_is_granted_and_counted_as_used(backend: Bac
 @pytest.mark.parametrize(
     ("rates", "quotas", "k", "u"),
     [
-        ("1000/m", "", 20, 0),  # 64 x 20 requests are not left
-        ("10000/s", "1000/day", 20, 20),  # 64 x 20 units are not left
-        ("50/s", "", 1, 0),  # the lease's 250 ms hold 12 of 50 requests: 64 are not left
+        ("1000/m", "", 20, 0),  # 64 x 21 requests are not left
+        ("10000/s", "1000/day", 20, 20),  # 64 x 21 units are not left
+        ("50/s", "", 1, 0),  # the lease's 250 ms hold 12 of 50 requests: 2 x 64 are not left
+        ("100/h", "", 1, 0),  # a limit under 2 x 64 never leases: a burst on it is exact
     ],
 )
 def test_near_a_limit_the_request_is_charged_alone(backend: Backend, rates: str, quotas: str, k: int, u: int) -> None:

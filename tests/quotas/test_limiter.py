@@ -152,7 +152,7 @@ def test_reported_remaining_and_reset(backend: Backend) -> None:
     assert (per_minute.limit, per_minute.window, per_minute.remaining, per_minute.reset_ms) == (100, 60, 99, 600)
     daily = state(decision, "daily-quota")
     assert (daily.limit, daily.window, daily.remaining, daily.reset) == (1000, 86400, 999, 12 * 3600)
-    assert decision.most_restrictive == per_minute
+    assert decision.states[decision.reply.tightest - 1] == per_minute  # what X-RateLimit-* describe
 
 
 def test_peek_never_rejects_and_writes_nothing(backend: Backend) -> None:
@@ -168,7 +168,7 @@ def test_peek_never_rejects_and_writes_nothing(backend: Backend) -> None:
 def test_a_plan_without_limits_admits_everything(backend: Backend) -> None:
     who = subject(backend)
     decision = charge(backend, who, now=T0)
-    assert decision.allowed and decision.states == () and decision.most_restrictive is None
+    assert decision.allowed and decision.states == () and decision.reply.tightest == 0
 
 
 def test_invalidation_makes_the_next_charge_stale(backend: Backend) -> None:

@@ -12,13 +12,13 @@ import pytest
 from django.test.utils import override_settings
 
 from project.errors import ServiceUnavailable
-from quotas.authentication import KeyRecord
 from quotas.contract import Backend, Charge, Subject
 from quotas.decision import Decision
 from quotas.exceptions import LimitExceeded
 from quotas.meter import Meter, RequestMeter
 from quotas.outage import Outage
 from quotas.policy import parse_quotas, parse_rates
+from quotas.records import KeyRecord
 from quotas.redis_backend import RedisBackend
 from tests.quotas.test_limiter import T0
 from tests.redis_server import RedisServer

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from quotas.limiter import get_backend
 
+from quotas.backends import get_backend
 from tests.conftest import bearer
 from tests.factories import issue_key
 from tests.validation.conftest import ORDER_SCHEMA, Api
