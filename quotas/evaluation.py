@@ -147,7 +147,11 @@ def evaluate(
                     violated, retry = nr + j + 1, wait
             elif leasing:
                 total = used[j] + qc + extra_units
-                if at > window_end[j] or late[j] or (extra_units > 0 and limit[j] - total < margin * (qc + extra_units)):
+                if (
+                    at > window_end[j]
+                    or late[j]
+                    or (extra_units > 0 and limit[j] - total < margin * (qc + extra_units))
+                ):
                     ok = False
         return ok, violated, retry, na, nb
 
