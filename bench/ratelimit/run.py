@@ -30,7 +30,7 @@ from bench.ratelimit import load, plans, report  # noqa: E402
 from bench.ratelimit.phases import WARM_REQUESTS, Load, Phases  # noqa: E402
 from bench.ratelimit.redis_stats import Probe, counting_check  # noqa: E402
 from bench.ratelimit.results import BASELINE, HOT, MANY, LoadRun, Run, VariantRun  # noqa: E402
-from bench.ratelimit.stack import VARIANTS, Stack  # noqa: E402
+from bench.ratelimit.stack import VARIANTS, Stack, before  # noqa: E402
 
 # (default, --quick): chosen so that a default run takes under 3 minutes and a
 # quick one about 40 seconds on the 2-core machine, setup included. Many short
@@ -68,6 +68,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk; fall back to Python")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even with wrk")
     parser.add_argument("--json", type=Path, help="where to write the raw figures (default bench/out/...)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also serve Tollgate from this checkout (e.g. a worktree of an older commit), as tollgate-before",
+    )
     args = parser.parse_args(argv)
     for name, (default, quick) in PROFILES.items():
         if getattr(args, name) is None:
@@ -79,6 +84,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if BASELINE not in names:
         names.insert(0, BASELINE)  # every ratio is to it
     args.variants = tuple(v for v in VARIANTS if v.name in names)
+    if args.before is not None:
+        if not (args.before / "manage.py").is_file():
+            parser.error(f"--before {args.before}: not a checkout of the project")
+        args.variants += (before(args.before),)
     if args.burst < 500 and not args.quick:
         print("note: the exactness target is stated for bursts of at least 500", file=sys.stderr)
     return args

@@ -34,13 +34,15 @@ UNMETERED_SETTINGS = "bench.ratelimit.settings_unmetered"
 class Variant:
     """One way of serving a ping. ``burst_path`` is where the exactness and
     rejected phases send the burst key (None: the variant limits nothing);
-    ``env``: what its gunicorn's environment sets besides."""
+    ``env``: what its gunicorn's environment sets besides; ``root``: the
+    checkout it is served from (None: this one)."""
 
     name: str
     settings: str
     ping_path: str
     burst_path: str | None
     env: tuple[tuple[str, str], ...] = ()
+    root: Path | None = None
 
 
 VARIANTS = (
@@ -51,6 +53,12 @@ VARIANTS = (
     Variant("limits", UNMETERED_SETTINGS, "/bench/limits/ping", "/bench/limits/burst"),
     Variant("drf", UNMETERED_SETTINGS, "/bench/drf/ping", "/bench/drf/burst"),
 )
+
+
+def before(root: Path) -> Variant:
+    """Tollgate as another checkout serves it (``--before``): a worktree of an
+    older commit, measured in the same run, on the same database."""
+    return Variant("tollgate-before", TOLLGATE_SETTINGS, "/api/v1/ping", "/api/v1/ping", (), root.resolve())
 
 
 def base_env(directory: Path) -> dict[str, str]:
@@ -101,10 +109,12 @@ class Server:
         # gunicorn reads ./gunicorn.conf.py (preload, timeouts, the Redis gate
         # in the master) like the Procfile's web process; bind and worker
         # count are given on the command line, which takes precedence.
+        root = self.variant.root or ROOT
         env = {
             **env,
             "DJANGO_SETTINGS_MODULE": self.variant.settings,
             "REDIS_URL": self.redis.url,
+            "PYTHONPATH": str(root),
             **dict(self.variant.env),
         }
         command = [
@@ -123,7 +133,7 @@ class Server:
             "--no-control-socket",
         ]
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
