@@ -11,8 +11,9 @@ requests and ``u`` more units, to be served locally until an expiry ``e``
 (at most ``LEASE_SECONDS`` away, and never past the end of a quota window).
 ``k`` follows the key's rate in this process: what it served since its
 previous round trip, over the time since, times ``TARGET_SECONDS``, at most
-doubling from one lease to the next; a key seen once a minute gets ``k = 0``,
-so leasing never costs a round trip of its own. charge.lua grants the lease
+doubling from one lease to the next, and only after ``WARM_STREAK`` round
+trips in a row less than a second apart; a key seen once a minute gets
+``k = 0``, so leasing never costs a round trip of its own. charge.lua grants the lease
 only if every rate limit keeps at least ``LEASE_MARGIN`` times the requests
 the call reserves (``k`` and its own) and every quota ``LEASE_MARGIN`` times
 its units, afterwards; otherwise it charges the request alone (so a limit
@@ -108,6 +109,9 @@ MAX_LEASE = 256
 GIVE_BACK_GRACE = 0.25
 # A lease shorter than this (a quota window about to end) is not worth it.
 MIN_LEASE_MS = 10
+# A key leases only after this many round trips in a row, each within a
+# second of the one before: a few quick requests are not a busy key.
+WARM_STREAK = 8
 
 
 @dataclass(slots=True, eq=False)
@@ -137,12 +141,14 @@ class Lease:
 
 @dataclass(slots=True)
 class _Pace:
-    """What this process served of one key since its last round trip."""
+    """What this process served of one key since its last round trip, and
+    how many round trips in a row came less than a second apart."""
 
     since_ms: int = 0
     requests: int = 0
     units: int = 0
     size: int = 0
+    streak: int = 0
 
 
 @dataclass(order=True)
@@ -214,8 +220,9 @@ class LeaseBook:
             pace.requests += requests
             pace.units += units
             extra, extra_units, expires = 0, 0, 0
-            if requests == 1:
-                elapsed = max(now_ms - pace.since_ms, 1)
+            elapsed = max(now_ms - pace.since_ms, 1)
+            pace.streak = pace.streak + 1 if elapsed < 1000 else 0
+            if requests == 1 and pace.streak >= WARM_STREAK:
                 rate = pace.requests * 1000 / elapsed  # per second
                 size = min(int(rate * TARGET_SECONDS), 2 * pace.size + 2, MAX_LEASE)
                 pace.size = size if size >= 2 else 0
