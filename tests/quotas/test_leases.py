@@ -85,6 +85,21 @@ def test_a_lease_never_crosses_a_quota_window(backend: Backend) -> None:
     assert lease(backend, who, midnight - 100, 9, life=100).leased  # served before it ends
 
 
+def test_under_admission_is_at_most_what_live_leases_hold(backend: Backend) -> None:
+    # Another process holds 99 units of a lease: this one is refused exactly
+    # when the units used plus those held reach the quota, no sooner; once
+    # the lease gives back its unused units, they are admitted.
+    who = subject(backend, "100000/s", "10000/day")
+    granted = lease(backend, who, NOW, 99)  # 1 unit used, 99 held
+    admitted = 0
+    while charge(backend, who, NOW + 1, 1, 100).allowed:
+        admitted += 100
+    assert admitted == 9900  # 1 served by the lease's charge + 9900 + 99 held = 10000
+    assert not charge(backend, who, NOW + 1).allowed
+    charge(backend, who, NOW + 2, 0, 0, give_back=give_back(granted, 0, 99))
+    assert sum(charge(backend, who, NOW + 3).allowed for _ in range(150)) == 99
+
+
 def test_the_bucket_cannot_refill_under_a_live_lease(backend: Backend) -> None:
     # A lease charged as if its requests arrived at once would let the bucket
     # refill while they are still being served: at 249 ms a burst of other
