@@ -1,6 +1,6 @@
 """``/api/v1/openapi.json`` and the page for humans at ``/api/docs/``.
 
-Both are public and unmetered (``quotas.metering.unmetered``): a client needs
+Both are public and unmetered (``quotas.decorators.unmetered``): a client needs
 the description before it has a key.
 """
 
@@ -11,7 +11,7 @@ from django.shortcuts import render
 
 from apidocs.document import openapi_document
 from project.api import api_view, json_response
-from quotas.metering import unmetered
+from quotas.decorators import unmetered
 
 
 @api_view("GET", "HEAD")

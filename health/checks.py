@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from django.db import DatabaseError, connection
 from redis.exceptions import RedisError
 
-from quotas.limiter import get_backend
+from quotas.backends import get_backend
 from validation.queue import get_queue_service
 
 log = logging.getLogger("tollgate.health")

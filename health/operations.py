@@ -31,7 +31,8 @@ from redis.exceptions import RedisError
 
 from health import failed_jobs, rq_stats, usage
 from project.redis import display_address
-from quotas.limiter import Traffic, get_backend
+from quotas.backends import get_backend
+from quotas.traffic import Traffic
 from validation.queue import get_queue_service
 
 log = logging.getLogger("tollgate.health")

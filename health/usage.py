@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quotas.limiter import Traffic
 from quotas.models import Account, ApiKey
+from quotas.traffic import Traffic
 
 # The page reads the counters of this many accounts at most, every refresh:
 # one HMGET of ~60 + 7 x keys fields each, in one pipeline. Beyond that the

@@ -37,7 +37,7 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     problem = url_problem(url)
     if problem:
         return [Error(E002.format(problem=problem), id="project.E002")]
-    from quotas.limiter import get_backend
+    from quotas.backends import get_backend
 
     try:
         get_backend().ping()

@@ -101,6 +101,9 @@ RATELIMIT_FAIL_MODE = _env_choice("RATELIMIT_FAIL_MODE", RATELIMIT_FAIL_MODES)
 # a variable of its own instead of in the URL (a ?ssl_cert_reqs= in the URL
 # still wins).
 REDIS_SSL_CERT_REQS = _env_choice("REDIS_SSL_CERT_REQS", redis_config.SSL_CERT_REQS)
+# Far from every limit, a web process may reserve a busy key's next requests
+# in the round trip of one (quotas.leases); false: one round trip per request.
+RATELIMIT_LEASES = _env_bool("RATELIMIT_LEASES", default=True)
 
 INSTALLED_APPS = [
     # First, so its runserver and rqworker (with the Redis gate) win.

@@ -41,7 +41,7 @@ def verify_backends() -> None:
     global _verified
     if _verified:
         return
-    from quotas.limiter import get_backend
+    from quotas.backends import get_backend
     from validation.queue import get_queue_service
 
     if settings.DEMO_MODE:

@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from redis.exceptions import RedisError
 
-from quotas.limiter import get_backend
+from quotas.backends import get_backend
 from quotas.models import Account, ApiKey, Plan
 from quotas.services import api_key_issue, api_key_revoke
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from project.errors import ApiError
+from quotas.decision import Decision, LimitState
+from quotas.headers import decision_headers
 
 MISSING_KEY_MESSAGE = "Send your API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
 # One message for malformed, unknown, revoked, expired keys and inactive
@@ -34,6 +36,25 @@ class LimitExceeded(ApiError):
 
     def __init__(self, *, code: str, message: str, details: dict[str, object], headers: Mapping[str, str]) -> None:
         super().__init__(message, code=code, details=details, headers=headers)
+
+    @classmethod
+    def of(cls, decision: Decision, state: LimitState, retry_after: int) -> LimitExceeded:
+        """The 429 for ``state`` of ``decision``: ``rate_limited`` or
+        ``quota_exceeded``, with the policy, ``Retry-After`` and the limit
+        headers."""
+        if state.kind == "rate":
+            code = "rate_limited"
+            message = f"Rate limit {state.name} exceeded ({state.limit} requests per {state.window} s)."
+        else:
+            code = "quota_exceeded"
+            window = "UTC day" if state.name == "daily-quota" else "UTC month"
+            message = f"Quota {state.name} exceeded ({state.limit} units per {window})."
+        return cls(
+            code=code,
+            message=f"{message} Retry after {retry_after} s.",
+            details={"policy": state.name, "limit": state.limit, "window": state.window, "retry_after": retry_after},
+            headers={**decision_headers(decision), "Retry-After": str(retry_after)},
+        )
 
 
 class LimiterUnavailable(ApiError):

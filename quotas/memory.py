@@ -1,8 +1,10 @@
 """The DEMO_MODE counter backend: charge.lua's contract, in this process.
 
-Counters live in a dict guarded by a lock: exact among the threads of one
-process, invisible to every other process, lost on restart. Never used when
-DEMO_MODE is off (project.startup refuses to start without Redis instead).
+Counters live in a dict shaped like the Redis hashes, guarded by a lock, and
+each charge runs ``quotas.evaluation`` (the script's logic in Python) on
+them: exact among the threads of one process, invisible to every other
+process, lost on restart. Never used when DEMO_MODE is off (project.startup
+refuses to start without Redis instead).
 """
 
 from __future__ import annotations
@@ -12,25 +14,27 @@ import threading
 import time
 from typing import Any
 
-from quotas.limiter import (
+from quotas.codec import windows_at
+from quotas.contract import (
     HASH_TTL_MS,
+    LEASE_MARGIN,
     QUOTA_FIELDS,
-    Decision,
+    Charge,
     StaleGeneration,
     Subject,
-    Traffic,
-    build_decision,
-    charge_arguments,
-    traffic_fields,
-    traffic_from,
-    window_at,
+    parse_quota_field,
 )
+from quotas.decision import Decision
+from quotas.evaluation import evaluate
+from quotas.policy import window_at
+from quotas.traffic import Traffic, traffic_fields, traffic_from
 
 
 class MemoryBackend:
     name = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, *, lease_margin: int = LEASE_MARGIN) -> None:
+        self.lease_margin = lease_margin
         self._lock = threading.Lock()
         # account id -> (expires at ms, fields) like the Redis hash
         self._hashes: dict[int, tuple[int, dict[str, str]]] = {}
@@ -55,67 +59,18 @@ class MemoryBackend:
             fields = self._fields(account_id)
             return fields.setdefault("g", secrets.token_hex(8))
 
-    def charge(
-        self, subject: Subject, *, rate_cost: int = 1, quota_cost: int = 1, now: float | None = None
-    ) -> Decision:
-        now_ms = int((time.time() if now is None else now) * 1000)
-        args, windows = charge_arguments(subject, rate_cost, quota_cost, now_ms)
+    def generations(self, account_ids: list[int]) -> dict[int, str]:
+        return {account_id: self.generation(account_id) for account_id in account_ids}
+
+    def charge(self, subject: Subject, charge: Charge, now_ms: int) -> Decision:
+        """As the Redis backend's ``charge``: raises :class:`StaleGeneration`."""
+        windows = windows_at(subject, now_ms)
         with self._lock:
             fields = self._fields(subject.account_id)
             if fields.get("g") != subject.generation:
                 raise StaleGeneration(fields.get("g", ""))
-            reply = self._evaluate(fields, args, now_ms, rate_cost, quota_cost)
-        return build_decision(subject, reply, now_ms, windows)
-
-    @staticmethod
-    def _evaluate(fields: dict[str, str], args: list[Any], now: int, rate_cost: int, quota_cost: int) -> list[Any]:
-        nr, nq = args[4], args[5]
-        minute, minute_slot, bucket, bucket_slot = args[7:11]
-        rates = [args[11 + 3 * i : 14 + 3 * i] for i in range(nr)]
-        quotas = [args[11 + 3 * nr + 4 * j : 15 + 3 * nr + 4 * j] for j in range(nq)]
-        writes: dict[str, str] = {}
-        violated, retry = 0, 0
-        rate_states = []
-        for index, (field, count, period) in enumerate(rates, start=1):
-            a, b = now, 0
-            if field in fields:
-                sa, sb = (int(part) for part in fields[field].split(":"))
-                if sa + (1 if sb else 0) > now:
-                    a, b = sa, sb
-            nb = b + rate_cost * period
-            na, nb = a + nb // count, nb % count
-            over = na + (1 if nb else 0) - period - now
-            if over > 0:
-                if over > retry:
-                    violated, retry = index, over
-            elif rate_cost > 0:
-                writes[field] = f"{na}:{nb}"
-            rate_states.append((a, b, na, nb))
-        quota_states = []
-        for index, (field, limit, window, window_end) in enumerate(quotas, start=nr + 1):
-            used = 0
-            stored_window, _, stored_used = fields.get(field, "").partition(":")
-            if stored_window == str(window):
-                used = int(stored_used)
-            if quota_cost > 0 and used + quota_cost > limit:
-                if window_end - now > retry:
-                    violated, retry = index, window_end - now
-            elif quota_cost > 0:
-                writes[field] = f"{window}:{used + quota_cost}"
-            quota_states.append(used)
-        admitted = violated == 0
-        out: list[Any] = [1 if admitted else 0, "", violated, retry]
-        for a, b, na, nb in rate_states:
-            out += (na, nb) if admitted else (a, b)
-        for used in quota_states:
-            out.append(used + quota_cost if admitted else used)
-        if admitted and rate_cost > 0:
-            for slot, period_id in ((minute_slot, minute), (bucket_slot, bucket)):
-                stored_id, _, count = fields.get(slot, "").partition(":")
-                writes[slot] = f"{period_id}:{(int(count) if stored_id == str(period_id) else 0) + rate_cost}"
-        if admitted:
-            fields.update(writes)
-        return out
+            reply = evaluate(fields, subject, charge, now_ms, windows, self.lease_margin)
+        return Decision(subject, reply, now_ms, windows)
 
     def refund(self, account_id: int, units: int, *, at: float) -> None:
         at_ms = int(at * 1000)
@@ -134,16 +89,16 @@ class MemoryBackend:
 
     def usage(self, account_ids: list[int], *, now: float | None = None) -> dict[int, dict[str, int]]:
         now_ms = int((time.time() if now is None else now) * 1000)
-        usage: dict[int, dict[str, int]] = {}
         with self._lock:
-            for account_id in account_ids:
-                fields = self._hashes.get(account_id, (0, {}))[1]
-                usage[account_id] = {}
-                for window, field in QUOTA_FIELDS.items():
-                    stored_window, _, used = fields.get(field, "").partition(":")
-                    current = stored_window == str(window_at(window, now_ms).id)
-                    usage[account_id][window] = int(used) if current else 0
-        return usage
+            return {
+                account_id: {
+                    window: parse_quota_field(
+                        self._hashes.get(account_id, (0, {}))[1].get(field), window_at(window, now_ms).id
+                    )
+                    for window, field in QUOTA_FIELDS.items()
+                }
+                for account_id in account_ids
+            }
 
     def traffic(self, keys_by_account: dict[int, list[int]], *, now: float | None = None) -> Traffic:
         now_ms = int((time.time() if now is None else now) * 1000)

@@ -14,10 +14,10 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from project.errors import ApiError
+from quotas.decorators import DEFAULT
 from quotas.exceptions import MissingApiKey
-from quotas.headers import decision_headers
-from quotas.meter import Meter, authenticate_key
-from quotas.metering import DEFAULT
+from quotas.headers import add_headers
+from quotas.meter import RequestMeter, process_meter
 
 API_PREFIX = "/api/"
 
@@ -41,7 +41,7 @@ class QuotaMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        meter: Meter | None = getattr(request, "meter", None)
+        meter: RequestMeter | None = getattr(request, "meter", None)
         if meter is None:
             return response
         if not meter.charged:
@@ -51,9 +51,8 @@ class QuotaMiddleware:
                 meter.charge(requests=1, units=0)
             except ApiError as error:
                 return error.response()
-        if meter.decision is not None and "RateLimit" not in response:
-            for name, value in decision_headers(meter.decision).items():
-                response[name] = value
+        if meter.decision is not None:
+            add_headers(response, meter.decision)
         return response
 
     def process_view(
@@ -65,7 +64,8 @@ class QuotaMiddleware:
         if metering.exempt:
             return None
         try:
-            meter = Meter(authenticate_key(request_key(request)))
+            process = process_meter()
+            meter = RequestMeter(process, process.authenticate(request_key(request)))
             request.meter = meter  # type: ignore[attr-defined]
             if not metering.in_view:
                 meter.charge(requests=metering.requests, units=metering.units)

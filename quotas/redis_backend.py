@@ -3,13 +3,13 @@ and the scripts.
 
 The hot path (``charge``) is one ``EVALSHA`` on a connection this thread keeps
 from the shared django-redis pool, written and read directly: no pool checkout,
-no client-side command packing per call (the command is encoded by
-:func:`encode` from bytes kept per plan). Measured by bench/ratelimit's
-breakdown, this is a quarter of the client CPU of ``Redis.evalsha`` through the
-pool. The connection is the pool's own kind, so timeouts, TLS, AUTH and the
-idle health check are those of ``project.redis``; a failed round trip is
-retried once on a fresh connection (a timeout is not: see ``_round_trip``),
-and a NOSCRIPT reply (Redis restarted) loads the script and sends it again.
+no client-side command packing per call (``quotas.codec`` builds the command
+from bytes kept per key record). Measured by bench/ratelimit's breakdown, this
+is a quarter of the client CPU of ``Redis.evalsha`` through the pool. The
+connection is the pool's own kind, so timeouts, TLS, AUTH and the idle health
+check are those of ``project.redis``; a failed round trip is retried once on a
+fresh connection (a timeout is not: see ``_round_trip``), and a NOSCRIPT reply
+(Redis restarted) loads the script and sends the same command again.
 """
 
 from __future__ import annotations
@@ -33,20 +33,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from quotas.limiter import (
-    HASH_TTL_MS,
-    QUOTA_FIELDS,
-    Decision,
-    StaleGeneration,
-    Subject,
-    Traffic,
-    build_decision,
-    charge_arguments,
-    parse_quota_field,
-    traffic_fields,
-    traffic_from,
-)
+from quotas import codec
+from quotas.codec import encode
+from quotas.contract import HASH_TTL_MS, LEASE_MARGIN, QUOTA_FIELDS, Charge, Subject, parse_quota_field
+from quotas.decision import Decision
 from quotas.policy import window_at
+from quotas.traffic import Traffic, traffic_fields, traffic_from
 
 _LUA = Path(__file__).with_name("lua")
 
@@ -64,25 +56,20 @@ def _key_prefix() -> str:
     return getattr(settings, "QUOTAS_KEY_PREFIX", "tg:")
 
 
-def encode(*parts: Any) -> bytes:
-    """A command in the Redis protocol (RESP): ``*N`` then ``$len`` and each
-    argument."""
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        data = part if isinstance(part, bytes) else str(part).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+class _Epoch:
+    """Bumped when the Redis settings change (tests), so that kept
+    connections and encoded commands are replaced."""
+
+    value = 0
 
 
-# Bumped when the Redis settings change (tests), so kept connections are replaced.
-_settings_epoch = 0
+_EPOCH = _Epoch()
 
 
 @receiver(setting_changed)
 def _redis_settings_changed(setting: str, **kwargs: Any) -> None:
-    global _settings_epoch
     if setting in ("CACHES", "REDIS_URL", "QUOTAS_KEY_PREFIX"):
-        _settings_epoch += 1
+        _EPOCH.value += 1
         _key_prefix.cache_clear()
 
 
@@ -99,11 +86,16 @@ class RedisBackend:
 
     name = "redis"
 
-    def __init__(self) -> None:
+    def __init__(self, *, lease_margin: int = LEASE_MARGIN) -> None:
+        """``lease_margin``: see ``quotas.contract.LEASE_MARGIN`` (tests lower
+        it to bring leases up to the limits)."""
+        self.lease_margin = lease_margin
         # Bytes, so that no client is needed to compute the SHA.
         self._charge = Script(None, (_LUA / "charge.lua").read_bytes())  # type: ignore[arg-type]
         self._generation = Script(None, (_LUA / "generation.lua").read_bytes())  # type: ignore[arg-type]
         self._refund = Script(None, (_LUA / "refund.lua").read_bytes())  # type: ignore[arg-type]
+        self._target = codec.Target(self._charge.sha.encode(), account_key, lease_margin)
+        self._target_epoch = _EPOCH.value
         self._kept = _Kept()
 
     @staticmethod
@@ -117,21 +109,27 @@ class RedisBackend:
         parent's socket) or a change of the Redis settings."""
         kept = self._kept
         pid = os.getpid()
-        if kept.connection is not None and kept.pid == pid and kept.epoch == _settings_epoch:
+        if kept.connection is not None and kept.pid == pid and kept.epoch == _EPOCH.value:
             return kept.connection
         if kept.connection is not None and kept.pid == pid and kept.pool is not None:
             kept.pool.release(kept.connection)  # type: ignore[arg-type]
         pool = self.client().connection_pool
-        kept.connection, kept.pool, kept.pid, kept.epoch = pool.get_connection(), pool, pid, _settings_epoch
+        kept.connection, kept.pool, kept.pid, kept.epoch = pool.get_connection(), pool, pid, _EPOCH.value
         return kept.connection
 
-    def _evalsha(self, script: Script, key: str, args: list[Any]) -> Any:
+    def _send(self, script: Script, command: bytes) -> Any:
+        """One round trip of ``command``, an EVALSHA of ``script``; after a
+        NOSCRIPT reply (Redis restarted) the script is loaded and the same
+        command sent again (a script's SHA1 never changes)."""
         connection = self.connection()
         try:
-            return _round_trip(connection, encode(b"EVALSHA", script.sha, 1, key, *args))
+            return _round_trip(connection, command)
         except NoScriptError:
-            script.sha = _round_trip(connection, encode(b"SCRIPT", b"LOAD", script.script)).decode()
-            return _round_trip(connection, encode(b"EVALSHA", script.sha, 1, key, *args))
+            _round_trip(connection, encode(b"SCRIPT", b"LOAD", script.script))
+            return _round_trip(connection, command)
+
+    def _evalsha(self, script: Script, key: str, args: list[Any]) -> Any:
+        return self._send(script, encode(b"EVALSHA", script.sha, 1, key, *args))
 
     def ping(self) -> None:
         self.client().ping()
@@ -143,23 +141,33 @@ class RedisBackend:
             script.sha = client.script_load(script.script)
 
     def generation(self, account_id: int) -> str:
+        """The account's generation, created if missing (``lua/generation.lua``)."""
         raw = self._evalsha(
             self._generation, account_key(account_id), [secrets.token_hex(8), int(time.time() * 1000), HASH_TTL_MS]
         )
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
-    def charge(
-        self, subject: Subject, *, rate_cost: int = 1, quota_cost: int = 1, now: float | None = None
-    ) -> Decision:
-        """Charge ``rate_cost`` against every rate limit and ``quota_cost``
-        against every quota, all or nothing, in one round trip. Raises
-        :class:`StaleGeneration`, and redis-py's ConnectionError/TimeoutError."""
-        now_ms = int((time.time() if now is None else now) * 1000)
-        args, windows = charge_arguments(subject, rate_cost, quota_cost, now_ms)
-        reply = self._evalsha(self._charge, account_key(subject.account_id), args)
-        if reply[0] == -1:
-            raise StaleGeneration(reply[1])
-        return build_decision(subject, reply, now_ms, windows)
+    def generations(self, account_ids: list[int]) -> dict[int, str]:
+        """:meth:`generation` of several accounts, in one pipeline."""
+        pipe = self.client().pipeline(transaction=False)
+        now = int(time.time() * 1000)
+        for account_id in account_ids:
+            self._generation(keys=[account_key(account_id)], args=[secrets.token_hex(8), now, HASH_TTL_MS], client=pipe)
+        return {
+            account_id: raw.decode() if isinstance(raw, bytes) else str(raw)
+            for account_id, raw in zip(account_ids, pipe.execute(), strict=True)
+        }
+
+    def charge(self, subject: Subject, charge: Charge, now_ms: int) -> Decision:
+        """Decide ``charge`` at ``now_ms`` (epoch ms), all or nothing, in one
+        round trip. Raises :class:`~quotas.contract.StaleGeneration`, and
+        redis-py's ConnectionError/TimeoutError."""
+        if self._target_epoch != _EPOCH.value:  # the key prefix may have changed
+            self._target = codec.Target(self._target.script, account_key, self.lease_margin)
+            self._target_epoch = _EPOCH.value
+        command, frame = codec.command(subject, charge, now_ms, self._target)
+        reply = codec.decode(self._send(self._charge, command), len(subject.rates), len(subject.quotas))
+        return Decision(subject, reply, now_ms, frame.windows)
 
     def refund(self, account_id: int, units: int, *, at: float) -> None:
         """Give back ``units`` reserved at ``at`` (epoch seconds) in every
@@ -187,8 +195,8 @@ class RedisBackend:
         usage = {}
         for account_id, (day, month) in zip(account_ids, pipe.execute(), strict=True):
             usage[account_id] = {
-                "day": parse_quota_field(day, windows["day"]),
-                "month": parse_quota_field(month, windows["month"]),
+                "day": parse_quota_field(day, windows["day"].id),
+                "month": parse_quota_field(month, windows["month"].id),
             }
         return usage
 

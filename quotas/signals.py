@@ -4,7 +4,7 @@ Whatever the path (admin, management command, shell), a saved change deletes
 the generation of the affected accounts in Redis once the transaction
 commits; every process then reloads those records on their next request.
 A bulk ``QuerySet.update()`` sends no signal: such a change is picked up
-within ``quotas.meter.RECORD_MAX_AGE``.
+within ``quotas.authentication.RECORD_MAX_AGE``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from redis.exceptions import RedisError
 
-from quotas.limiter import get_backend
-from quotas.meter import forget_records
+from quotas.backends import get_backend
+from quotas.meter import process_meter
 from quotas.models import Account, ApiKey, Plan
 
 log = logging.getLogger("tollgate.quotas")
@@ -32,7 +32,7 @@ def invalidate_accounts(account_ids: list[int]) -> None:
     committed and takes effect within RECORD_MAX_AGE anyway."""
 
     def publish() -> None:
-        forget_records()
+        process_meter().forget(set(account_ids))
         try:
             for start in range(0, len(account_ids), _CHUNK):
                 get_backend().invalidate(account_ids[start : start + _CHUNK])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from django.http import HttpRequest, HttpResponse
 
 from project.api import api_view, json_response
-from quotas.metering import metered
+from quotas.decorators import metered
 
 
 @api_view("GET", "HEAD")

@@ -14,7 +14,7 @@ from django.test.utils import override_settings
 
 from project.database import outage
 from project.redis import cache_config
-from quotas import meter
+from quotas.meter import process_meter
 from tests.redis_server import RedisServer
 from tests.s3_server import S3Server
 
@@ -33,13 +33,15 @@ def _session_redis(redis_server: RedisServer) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_state(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _fresh_state(redis_server: RedisServer) -> Iterator[None]:
+    """Each test starts with empty counters and a new process meter (no
+    cached records, breaker closed, no leases)."""
     redis_server.client().flushall()  # the suite's own server, never a shared one
-    meter.forget_records()
-    monkeypatch.setattr(meter, "_breaker_open_until", 0.0)
+    process_meter.cache_clear()
     outage.reset()
     yield
-    meter.forget_records()
+    process_meter().leases.drop()
+    process_meter.cache_clear()
     outage.reset()
 
 

@@ -20,7 +20,15 @@ from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 _SCRUBBED = (
-    *("DEMO_MODE", "REDIS_URL", "DEBUG", "RATELIMIT_FAIL_MODE", "HEALTH_TOKEN", "DJANGO_SETTINGS_MODULE"),
+    *(
+        "DEMO_MODE",
+        "REDIS_URL",
+        "DEBUG",
+        "RATELIMIT_FAIL_MODE",
+        "RATELIMIT_LEASES",
+        "HEALTH_TOKEN",
+        "DJANGO_SETTINGS_MODULE",
+    ),
     *("REDIS_SSL_CERT_REQS", "AWS_STORAGE_BUCKET_NAME", "ADMINS", "MEDIA_ROOT"),
 )
 

@@ -6,7 +6,15 @@ redis-server and overrides REDIS_URL and CACHES for the whole session.
 
 import os
 
-for _name in ("DEMO_MODE", "REDIS_URL", "DEBUG", "RATELIMIT_FAIL_MODE", "HEALTH_TOKEN", "ENVIRONMENT"):
+for _name in (
+    "DEMO_MODE",
+    "REDIS_URL",
+    "DEBUG",
+    "RATELIMIT_FAIL_MODE",
+    "RATELIMIT_LEASES",
+    "HEALTH_TOKEN",
+    "ENVIRONMENT",
+):
     os.environ.pop(_name, None)
 os.environ["SECRET_KEY"] = "tests-only-" + "x" * 50
 os.environ["ENVIRONMENT"] = "test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_rq
 from rq.worker import Worker
 
-from quotas.limiter import get_backend
+from quotas.backends import get_backend
 from tests.redis_server import RedisServer
 from validation.worker import ValidationWorker
 

@@ -10,7 +10,7 @@ so that recovery retries it):
 - the job was cancelled: the units of the records not processed yet.
 
 Refunds go to the quota windows of the reservation that are still current
-(``quotas.limiter``'s refund contract).
+(the refund contract of ``quotas.contract.Backend``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from project.storage import discard
-from quotas.limiter import get_backend
+from quotas.backends import get_backend
 from validation.bounds import clip, storable
 from validation.exceptions import JobFinished, JobNotFound
 from validation.models import ACTIVE_STATUSES, JobStatus, Schema, ValidationJob

@@ -16,8 +16,10 @@ from django.http import HttpRequest
 from redis.exceptions import RedisError
 
 from project.storage import discard
-from quotas.limiter import Decision, get_backend
-from quotas.meter import Meter, limit_exceeded
+from quotas.backends import get_backend
+from quotas.decision import Decision
+from quotas.exceptions import LimitExceeded
+from quotas.meter import RequestMeter
 from validation.exceptions import InvalidRequest, InvalidUpload
 from validation.jobs import job_create
 from validation.models import Schema, ValidationJob
@@ -32,7 +34,7 @@ def _quota_left(decision: Decision | None) -> None:
     refused anyway, so it is not read."""
     for state in decision.states if decision else ():
         if state.kind == "quota" and state.remaining <= 0:
-            raise limit_exceeded(decision, state, state.reset)  # type: ignore[arg-type]
+            raise LimitExceeded.of(decision, state, state.reset)  # type: ignore[arg-type]
 
 
 def _give_back(account_id: int, units: int, reservation: Decision) -> None:
@@ -49,7 +51,7 @@ def _schema_field(account_id: int, upload: Upload) -> Schema:
 
 
 def job_submit(
-    *, request: HttpRequest, meter: Meter, schema_reference: str | None, explicit_format: str
+    *, request: HttpRequest, meter: RequestMeter, schema_reference: str | None, explicit_format: str
 ) -> ValidationJob:
     """Accept the upload in ``request`` as a job of ``meter``'s account.
 

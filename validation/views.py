@@ -18,7 +18,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from project.api import api_view, json_body, json_response
 from project.errors import InvalidJson
 from project.storage import STORAGE_ERRORS, describe
-from quotas.metering import charged_in_view, metered
+from quotas.decorators import charged_in_view, metered
 from validation import representations as show
 from validation.depth import max_depth
 from validation.exceptions import (

@@ -84,13 +84,15 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
     from django.core.handlers.wsgi import WSGIHandler
     from django.http import HttpResponse
     from django.test.utils import override_settings
-    from redis import Redis
 
-    from quotas import headers, limiter, meter
+    from quotas import codec, headers
+    from quotas.backends import get_backend
+    from quotas.contract import ONE
+    from quotas.meter import process_meter
     from quotas.middleware import request_key
-    from quotas.redis_backend import RedisBackend, account_key
+    from quotas.redis_backend import RedisBackend
 
-    backend = limiter.get_backend()
+    backend = get_backend()
     if not isinstance(backend, RedisBackend):
         raise RuntimeError("the breakdown needs the Redis backend (DEMO_MODE must be off)")
     backend.initialize()
@@ -98,7 +100,7 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
     with override_settings(MIDDLEWARE=[m for m in settings.MIDDLEWARE if m != "quotas.middleware.QuotaMiddleware"]):
         unmetered = WSGIHandler()
 
-    def request(handler: WSGIHandler) -> Case:
+    def request(handler: WSGIHandler, *, leases: bool = False) -> Case:
         def call() -> object:
             environ = {
                 "REQUEST_METHOD": "GET",
@@ -112,20 +114,22 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
                 "wsgi.url_scheme": "http",
                 "wsgi.errors": sys.stderr,
             }
+            # A plain attribute set (about a microsecond, the same in every case):
+            # override_settings would cost more than what is measured.
+            settings.RATELIMIT_LEASES = leases
             return b"".join(handler(environ, _start_response))  # type: ignore[arg-type]
 
         return call
 
-    record = meter.authenticate_key(key)
+    meter = process_meter()
+    record = meter.authenticate(key)
     subject = record.subject
     now_ms = int(time.time() * 1000)
-    args, windows = limiter.charge_arguments(subject, 1, 1, now_ms)
-    keys = [account_key(subject.account_id)]
-    script = backend._charge
+    command, _ = codec.command(subject, ONE, now_ms, backend._target)
+    raw_reply = backend._send(backend._charge, command)
+    decision = backend.charge(subject, ONE, now_ms)
     pooled = backend.client()
-    single = Redis(connection_pool=pooled.connection_pool, single_connection_client=True)
-    reply = script(keys, args, client=pooled)
-    decision = limiter.build_decision(subject, reply, now_ms, windows)
+    script = backend._charge
     meta = {"HTTP_AUTHORIZATION": f"Bearer {key}"}
 
     class _Request:
@@ -133,58 +137,69 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
 
     raw = socket.create_connection(("127.0.0.1", redis_port))
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    packed = b"".join(single.connection.pack_command("EVALSHA", script.sha, 1, *keys, *args))  # type: ignore[union-attr]
 
     def raw_round_trip() -> object:
-        raw.sendall(packed)
+        raw.sendall(command)
         return raw.recv(65536)
 
     def set_headers() -> object:
         response = HttpResponse()
+        decision.headers = None
         for name, value in headers.decision_headers(decision).items():
             response[name] = value
         return response
 
-    tollgate = request(metered)
-    evalsha = backend._evalsha
+    def fresh_headers() -> object:
+        decision.headers = None
+        return headers.decision_headers(decision)
 
-    def with_evalsha(replacement: Callable[[object, str, list[object]], object]) -> Case:
+    send = backend._send
+
+    def canned(replacement: Callable[[object, bytes], object]) -> Case:
+        tollgate = request(metered)
+
         def call() -> object:
-            backend._evalsha = replacement  # type: ignore[method-assign]
+            backend._send = replacement  # type: ignore[method-assign]
             try:
                 return tollgate()
             finally:
-                del backend._evalsha
+                del backend._send
 
         return call
 
-    # Tollgate's own Python alone, and what charge() cost with redis-py's
-    # Script through a pooled client (a checkout and release per call).
-    tollgate_canned = with_evalsha(lambda script, key, args: reply)
-    tollgate_pooled = with_evalsha(lambda script, key, args: script([key], args, client=pooled))  # type: ignore[operator]
+    # Tollgate's own Python alone (the reply canned), and what charge() cost
+    # with redis-py's Script through a pooled client (a checkout per call).
+    tollgate_canned = canned(lambda script, command: raw_reply)
+    tollgate_pooled = canned(lambda script, command: pooled.execute_command(*_args(command)))
 
     results = measure(
         {
             "request, QuotaMiddleware off": request(unmetered),
-            "request, Tollgate": tollgate,
-            "request, Tollgate, redis-py Script, pooled": tollgate_pooled,
+            "request, Tollgate, leases off": request(metered),
+            "request, Tollgate, leases on (one hot key)": request(metered, leases=True),
+            "request, Tollgate, redis-py client, pooled": tollgate_pooled,
             "request, Tollgate, Redis reply canned": tollgate_canned,
-            "request_key + authenticate_key": lambda: meter.authenticate_key(request_key(_Request())),  # type: ignore[arg-type]
-            "charge_arguments": lambda: limiter.charge_arguments(subject, 1, 1, int(time.time() * 1000)),
+            "request_key + authenticate (cached)": lambda: meter.authenticate(request_key(_Request())),  # type: ignore[arg-type]
+            "codec.command": lambda: codec.command(subject, ONE, int(time.time() * 1000), backend._target),
             "get_redis_connection": backend.client,
-            "EVALSHA via Script, pooled client": lambda: script(keys, args, client=pooled),
-            "EVALSHA via Script, one held connection": lambda: script(keys, args, client=single),
-            "EVALSHA via the kept connection (Tollgate)": lambda: evalsha(script, keys[0], args),
+            "EVALSHA via redis-py, pooled client": lambda: pooled.execute_command(*_args(command)),
+            "EVALSHA via the kept connection (Tollgate)": lambda: send(script, command),
             "EVALSHA on a raw socket": raw_round_trip,
-            "build_decision": lambda: limiter.build_decision(subject, reply, now_ms, windows),
+            "codec.decode": lambda: codec.decode(raw_reply, len(subject.rates), len(subject.quotas)),
+            "decision_headers": fresh_headers,
             "decision_headers set on a response": set_headers,
         },
         repeat,
         calls,
     )
     raw.close()
-    single.close()
     return results
+
+
+def _args(command: bytes) -> list[bytes]:
+    """The arguments of a RESP command (to send it through redis-py)."""
+    parts = command.split(b"\r\n")
+    return [parts[i] for i in range(2, len(parts) - 1, 2)]
 
 
 def _start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> Callable[[bytes], None]:
@@ -196,7 +211,7 @@ def _print(results: dict[str, tuple[float, float]]) -> None:
     print(f"{'per call (median)'.ljust(width)}   CPU us   wall us")
     for name, (cpu, wall) in results.items():
         print(f"{name.ljust(width)}  {cpu:7.1f}  {wall:8.1f}")
-    off, on = results["request, QuotaMiddleware off"], results["request, Tollgate"]
+    off, on = results["request, QuotaMiddleware off"], results["request, Tollgate, leases off"]
     canned = results["request, Tollgate, Redis reply canned"]
     print()
     print(f"Tollgate adds {on[0] - off[0]:.1f} us CPU ({on[1] - off[1]:.1f} us wall) per request in this process:")

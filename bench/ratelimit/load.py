@@ -3,9 +3,12 @@ for everything that needs an exact request count or true concurrency.
 
 - ``run_wrk``: closed loop, ``connections`` connections for ``seconds``
   seconds, one wrk thread (the machine has two cores; the server needs them).
-  Latency is wrk's, from writing a request to reading its response.
-- ``exact``: exactly ``total`` requests, ``concurrency`` at a time; every
-  response is read, so the server has finished all of them on return.
+  Latency is wrk's, from writing a request to reading its response. With a
+  keys file, every request carries the next key of the file, in rotation
+  (``wrk_keys.lua``).
+- ``exact``: exactly ``total`` requests, ``concurrency`` at a time, the keys
+  in rotation; every response is read, so the server has finished all of
+  them on return.
 - ``burst``: ``total`` connections opened first, then every request written at
   once, then every response read: as concurrent as a client can make it.
 - ``closed_loop``: the fallback when wrk is missing. It is Python on the same
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
+WRK_KEYS_SCRIPT = Path(__file__).with_name("wrk_keys.lua")
 HOST = "127.0.0.1"
 
 
@@ -62,20 +66,17 @@ def find_wrk(install: bool) -> str | None:
     return shutil.which("wrk")
 
 
-def run_wrk(wrk: str, port: int, path: str, key: str, *, connections: int, seconds: int) -> LoadResult:
-    command = [
-        wrk,
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--timeout",
-        "5s",
-        "-s",
-        str(WRK_SCRIPT),
-        "-H",
-        f"Authorization: Bearer {key}",
-        f"http://{HOST}:{port}{path}",
-    ]
+def run_wrk(
+    wrk: str, port: int, path: str, keys: list[str], *, connections: int, seconds: int, keys_file: Path | None = None
+) -> LoadResult:
+    """One key: a fixed header; several: ``keys_file`` holds them, one a line."""
+    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s"]
+    if len(keys) == 1:
+        command += ["-s", str(WRK_SCRIPT), "-H", f"Authorization: Bearer {keys[0]}", f"http://{HOST}:{port}{path}"]
+    else:
+        if keys_file is None:
+            raise ValueError("several keys need a keys file")
+        command += ["-s", str(WRK_KEYS_SCRIPT), f"http://{HOST}:{port}{path}", "--", str(keys_file)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
     line = next((line for line in result.stdout.splitlines() if line.startswith("BENCH-JSON ")), None)
     if result.returncode != 0 or line is None:
@@ -114,7 +115,7 @@ async def _fetch(port: int, payload: bytes) -> tuple[int, float]:
     return _status(response), time.perf_counter() - started
 
 
-async def _exact(port: int, payload: bytes, total: int, concurrency: int) -> Counter[int]:
+async def _exact(port: int, payloads: list[bytes], total: int, concurrency: int) -> Counter[int]:
     statuses: Counter[int] = Counter()
     remaining = total
 
@@ -123,7 +124,7 @@ async def _exact(port: int, payload: bytes, total: int, concurrency: int) -> Cou
         while remaining > 0:
             remaining -= 1
             try:
-                status, _ = await _fetch(port, payload)
+                status, _ = await _fetch(port, payloads[remaining % len(payloads)])
             except OSError:
                 status = 0
             statuses[status] += 1
@@ -132,9 +133,10 @@ async def _exact(port: int, payload: bytes, total: int, concurrency: int) -> Cou
     return statuses
 
 
-def exact(port: int, path: str, key: str, *, total: int, concurrency: int) -> Counter[int]:
-    """Send exactly ``total`` requests; returns how many got each status (0: no answer)."""
-    return asyncio.run(_exact(port, _request(port, path, key), total, concurrency))
+def exact(port: int, path: str, keys: list[str], *, total: int, concurrency: int) -> Counter[int]:
+    """Send exactly ``total`` requests, the keys in rotation; returns how many
+    got each status (0: no answer)."""
+    return asyncio.run(_exact(port, [_request(port, path, key) for key in keys], total, concurrency))
 
 
 async def _burst(port: int, payload: bytes, total: int) -> tuple[Counter[int], float]:
@@ -161,7 +163,7 @@ def burst(port: int, path: str, key: str, *, total: int) -> tuple[Counter[int], 
     return asyncio.run(_burst(port, _request(port, path, key), total))
 
 
-async def _closed_loop(port: int, payload: bytes, connections: int, seconds: float) -> LoadResult:
+async def _closed_loop(port: int, payloads: list[bytes], connections: int, seconds: float) -> LoadResult:
     latencies: list[float] = []
     failed = errors = 0
     deadline = time.perf_counter() + seconds
@@ -170,7 +172,7 @@ async def _closed_loop(port: int, payload: bytes, connections: int, seconds: flo
         nonlocal failed, errors
         while time.perf_counter() < deadline:
             try:
-                status, elapsed = await _fetch(port, payload)
+                status, elapsed = await _fetch(port, payloads[len(latencies) % len(payloads)])
             except OSError:
                 errors += 1
                 continue
@@ -184,6 +186,6 @@ async def _closed_loop(port: int, payload: bytes, connections: int, seconds: flo
     return LoadResult(len(latencies), elapsed, failed, errors, cuts[49] * 1000, cuts[98] * 1000)
 
 
-def closed_loop(port: int, path: str, key: str, *, connections: int, seconds: int) -> LoadResult:
+def closed_loop(port: int, path: str, keys: list[str], *, connections: int, seconds: int) -> LoadResult:
     """The Python fallback for ``run_wrk`` (see the module docstring)."""
-    return asyncio.run(_closed_loop(port, _request(port, path, key), connections, seconds))
+    return asyncio.run(_closed_loop(port, [_request(port, path, key) for key in keys], connections, seconds))

@@ -1,4 +1,5 @@
-"""The measurements of one run, each on one variant's gunicorn and Redis.
+"""The measurements of one run, each on one variant's gunicorn and Redis, for
+one load (a list of keys in rotation: one hot key, or many).
 
 - ``account``: exactly N requests after a warm-up, between a counter reset and
   a read: round trips and commands per request with nothing estimated.
@@ -14,11 +15,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.ratelimit import cpu, load
 from bench.ratelimit.plans import PEER_LIMITS
 from bench.ratelimit.redis_stats import Counts, Probe, Sample, audit
 from bench.ratelimit.stack import Server
+
+
+@dataclass(frozen=True)
+class Load:
+    """What the requests of a measurement carry: ``keys`` in rotation (wrk
+    reads them from ``keys_file`` when there are several)."""
+
+    name: str
+    keys: list[str]
+    keys_file: Path | None = None
+
 
 # The burst key's limit (100 per hour, plans.py): GCRA also lets one more
 # through for every 36 s the burst lasts (bursts here last about a second).
@@ -88,41 +101,51 @@ class Phases:
         self.wrk = wrk
         self.concurrency = concurrency
 
-    def warm(self, server: Server, path: str, key: str, total: int = WARM_REQUESTS) -> None:
-        load.exact(server.port, path, key, total=total, concurrency=self.concurrency)
+    def warm(self, server: Server, path: str, keys: Load, total: int = WARM_REQUESTS) -> None:
+        load.exact(server.port, path, keys.keys, total=total, concurrency=self.concurrency)
 
-    def account(self, server: Server, probe: Probe, path: str, key: str, total: int) -> Accounting:
-        self.warm(server, path, key)
+    def account(self, server: Server, probe: Probe, path: str, keys: Load, total: int) -> Accounting:
+        self.warm(server, path, keys)
         probe.reset()
-        statuses = load.exact(server.port, path, key, total=total, concurrency=self.concurrency)
+        statuses = load.exact(server.port, path, keys.keys, total=total, concurrency=self.concurrency)
         counts = probe.read()
         return Accounting(total, dict(statuses), counts)
 
-    def timed(self, server: Server, probe: Probe, path: str, key: str, *, connections: int, seconds: int) -> Timed:
-        self.warm(server, path, key)
+    def timed(self, server: Server, probe: Probe, path: str, keys: Load, *, connections: int, seconds: int) -> Timed:
+        self.warm(server, path, keys)
         if server.process is None:
             raise RuntimeError(f"{server.variant.name} is not running")
         pids = cpu.app_pids(server.process.pid)
         redis_pid = server.redis.process.pid if server.redis.process else 0
         probe.reset()
         before = cpu.sample(pids, redis_pid)
-        result = self._load(server, path, key, connections, seconds)
+        result = self._load(server, path, keys, connections, seconds)
         used = cpu.sample(pids, redis_pid) - before
         time.sleep(0.05)  # let the requests wrk abandoned at its stop finish
         return Timed(result, probe.read(), used)
 
-    def _load(self, server: Server, path: str, key: str, connections: int, seconds: int) -> load.LoadResult:
+    def _load(self, server: Server, path: str, keys: Load, connections: int, seconds: int) -> load.LoadResult:
         if self.wrk:
-            return load.run_wrk(self.wrk, server.port, path, key, connections=connections, seconds=seconds)
-        return load.closed_loop(server.port, path, key, connections=connections, seconds=seconds)
+            return load.run_wrk(
+                self.wrk,
+                server.port,
+                path,
+                keys.keys,
+                connections=connections,
+                seconds=seconds,
+                keys_file=keys.keys_file,
+            )
+        return load.closed_loop(server.port, path, keys.keys, connections=connections, seconds=seconds)
 
     def exactness(self, server: Server, path: str, key: str, total: int) -> Exactness:
         statuses, seconds = load.burst(server.port, path, key, total=total)
         return Exactness(total, dict(statuses), seconds)
 
-    def sample(self, server: Server, path: str, key: str, total: int) -> tuple[Sample, int]:
+    def sample(self, server: Server, path: str, keys: Load, total: int) -> tuple[Sample, int]:
         """MONITOR ``total`` sequential requests; returns the sample and the
         number of requests it covers."""
-        self.warm(server, path, key, total=20)
-        sample = audit(server.redis.client, lambda: load.exact(server.port, path, key, total=total, concurrency=1))
+        self.warm(server, path, keys, total=20)
+        sample = audit(
+            server.redis.client, lambda: load.exact(server.port, path, keys.keys, total=total, concurrency=1)
+        )
         return sample, total

@@ -19,6 +19,10 @@ THROUGHPUT_PLAN = [
 ]
 # The exactness phase's limit: 100 requests per hour per key, nothing else.
 BURST_PLAN = ["--rate", "100/h", "--no-quota"]
+# The many-keys load: this many keys in rotation, spread over this many
+# accounts (on the throughput plan), so that no key is hot: each is seen a
+# few times per second across all workers, and leases rarely help.
+MANY_KEYS, MANY_ACCOUNTS = 1000, 20
 
 # The peers' two limits, as (count, period in seconds), per API key:
 # - "ping": high enough that the throughput phase admits everything. Per

@@ -1,6 +1,7 @@
-"""What a run measured, per variant, and the medians and ratios derived
-from it. Ratios pair each variant's run with the unmetered run of the same
-round (measured seconds apart), then take the median over rounds."""
+"""What a run measured, per load and variant, and the medians and ratios
+derived from it. Ratios and differences pair each variant's run with the
+unmetered run of the same load and round (measured seconds apart), then take
+the median over rounds."""
 
 from __future__ import annotations
 
@@ -12,13 +13,18 @@ from bench.ratelimit.phases import Accounting, Exactness, Timed
 from bench.ratelimit.redis_stats import Sample
 
 BASELINE = "unmetered"
+HOT, MANY = "hot", "many"
 
 
 @dataclass
 class VariantRun:
+    """One variant under one load. The rejected phase, the burst and the
+    MONITOR samples use the burst key whatever the load: they are kept on
+    the hot load's runs."""
+
     name: str
     loaded: list[Timed] = field(default_factory=list)  # one per round, `connections` connections
-    single: list[Timed] = field(default_factory=list)  # one per round, one connection
+    single: list[Timed] = field(default_factory=list)  # one per round, one connection (hot load)
     admitted: Accounting | None = None
     rejected: Accounting | None = None
     exactness: Exactness | None = None
@@ -30,9 +36,11 @@ def median(values: list[float]) -> float:
 
 
 @dataclass
-class Run:
+class LoadRun:
+    """Every variant under one load."""
+
+    load: str
     variants: dict[str, VariantRun]
-    settings: dict[str, object]
 
     def per_round(self, name: str, phase: str, metric: Callable[[Timed], float]) -> list[float]:
         return [metric(timed) for timed in getattr(self.variants[name], phase)]
@@ -59,6 +67,18 @@ class Run:
         """Median CPU microseconds per request of ``part`` ("app", "redis") under load."""
         return median(self.per_round(name, "loaded", lambda t: t.cpu_us(part)))
 
+    def added_cpu_us(self, name: str, parts: tuple[str, ...] = ("app", "redis")) -> float:
+        """Median over rounds of this variant's CPU per request minus the
+        unmetered one's (``parts``: "app", the gunicorn processes, and/or
+        "redis")."""
+
+        def total(t: Timed) -> float:
+            return sum(t.cpu_us(part) for part in parts)
+
+        mine = self.per_round(name, "loaded", total)
+        base = self.per_round(BASELINE, "loaded", total)
+        return median([m - b for m, b in zip(mine, base, strict=False)])
+
     def cpu_ratios(self, name: str) -> list[float]:
         """Unmetered CPU per request over this variant's, per round (app + Redis):
         the throughput ratio a CPU-bound server would show, whatever else runs."""
@@ -76,3 +96,9 @@ class Run:
 
     def rejected_under_load(self, name: str) -> int:
         return sum(t.load.failed + t.load.socket_errors for t in self.variants[name].loaded)
+
+
+@dataclass
+class Run:
+    loads: dict[str, LoadRun]
+    settings: dict[str, object]

@@ -27,10 +27,10 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `tests` impor
     sys.path.insert(0, str(ROOT))
 
 from bench.ratelimit import load, plans, report  # noqa: E402
-from bench.ratelimit.phases import WARM_REQUESTS, Phases  # noqa: E402
+from bench.ratelimit.phases import WARM_REQUESTS, Load, Phases  # noqa: E402
 from bench.ratelimit.redis_stats import Probe, counting_check  # noqa: E402
-from bench.ratelimit.results import BASELINE, Run, VariantRun  # noqa: E402
-from bench.ratelimit.stack import VARIANTS, Stack  # noqa: E402
+from bench.ratelimit.results import BASELINE, HOT, MANY, LoadRun, Run, VariantRun  # noqa: E402
+from bench.ratelimit.stack import VARIANTS, Stack, before  # noqa: E402
 
 # (default, --quick): chosen so that a default run takes under 3 minutes and a
 # quick one about 40 seconds on the 2-core machine, setup included. Many short
@@ -68,6 +68,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk; fall back to Python")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even with wrk")
     parser.add_argument("--json", type=Path, help="where to write the raw figures (default bench/out/...)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also serve Tollgate from this checkout (e.g. a worktree of an older commit), as tollgate-before",
+    )
     args = parser.parse_args(argv)
     for name, (default, quick) in PROFILES.items():
         if getattr(args, name) is None:
@@ -79,6 +84,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if BASELINE not in names:
         names.insert(0, BASELINE)  # every ratio is to it
     args.variants = tuple(v for v in VARIANTS if v.name in names)
+    if args.before is not None:
+        if not (args.before / "manage.py").is_file():
+            parser.error(f"--before {args.before}: not a checkout of the project")
+        args.variants += (before(args.before),)
     if args.burst < 500 and not args.quick:
         print("note: the exactness target is stated for bursts of at least 500", file=sys.stderr)
     return args
@@ -94,11 +103,15 @@ class Progress:
         print(f"[{time.monotonic() - self.started:5.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def measure(args: argparse.Namespace, stack: Stack, phases: Phases, say: Progress) -> dict[str, VariantRun]:
+def measure(args: argparse.Namespace, stack: Stack, phases: Phases, say: Progress) -> dict[str, LoadRun]:
     servers = {server.variant.name: server for server in stack.servers}
     probes = {name: Probe(server.redis.client()) for name, server in servers.items()}
-    runs = {name: VariantRun(name) for name in servers}
-    key, burst_key = stack.keys["throughput_key"], stack.keys["burst_key"]
+    loads = {
+        HOT: Load(HOT, [str(stack.keys["throughput_key"])]),
+        MANY: Load(MANY, stack.many_keys, stack.keys_file),
+    }
+    runs = {name: LoadRun(name, {variant: VariantRun(variant) for variant in servers}) for name in loads}
+    burst_key = Load("burst", [str(stack.keys["burst_key"])])
 
     # The counters must be quiet when nobody sends anything, and must count
     # round trips as claimed; both are checked before any measurement.
@@ -114,43 +127,55 @@ def measure(args: argparse.Namespace, stack: Stack, phases: Phases, say: Progres
     for line in counting_check(first.redis.client(), probes[first.variant.name]):
         say(f"counting check: {line}")
 
+    # Every worker loads each key's record on first sight: do that for the
+    # many keys before anything is measured, as a running service has.
     for name, server in servers.items():
-        admitted = phases.account(server, probes[name], server.variant.ping_path, key, args.requests)
-        runs[name].admitted = admitted
-        say(
-            f"{name}: {args.requests} admitted requests -> {admitted.counts.reads} Redis reads, "
-            f"{admitted.counts.commands} commands"
-        )
+        if server.variant.burst_path == server.variant.ping_path:  # Tollgate
+            many = loads[MANY]
+            load.exact(server.port, server.variant.ping_path, many.keys, total=12 * len(many.keys), concurrency=8)
+            say(f"{name}: key records of the {len(many.keys)} keys loaded in every worker")
 
-    order = list(servers)
-    for round_index in range(args.rounds):
-        shift = round_index % len(order)
-        for name in order[shift:] + order[:shift]:
-            server = servers[name]
-            path = server.variant.ping_path
-            loaded = phases.timed(server, probes[name], path, key, connections=args.connections, seconds=args.seconds)
-            single = phases.timed(server, probes[name], path, key, connections=1, seconds=args.single_seconds)
-            runs[name].loaded.append(loaded)
-            runs[name].single.append(single)
+    for load_name, keys in loads.items():
+        for name, server in servers.items():
+            admitted = phases.account(server, probes[name], server.variant.ping_path, keys, args.requests)
+            runs[load_name].variants[name].admitted = admitted
             say(
-                f"round {round_index + 1}/{args.rounds} {name}: {loaded.load.rps:.0f} req/s, "
-                f"p50 {loaded.load.p50_ms:.2f} ms; 1 connection p50 {single.load.p50_ms:.2f} ms"
+                f"{name}, {load_name}: {args.requests} admitted requests -> {admitted.counts.reads} Redis reads, "
+                f"{admitted.counts.commands} commands"
             )
 
+    # Interleaved: every round visits every load and variant, in an order
+    # rotated from round to round, so that none is always first or last.
+    order = [(load_name, name) for load_name in loads for name in servers]
+    for round_index in range(args.rounds):
+        shift = (round_index * len(order)) // max(args.rounds, 1)
+        for load_name, name in order[shift:] + order[:shift]:
+            server, keys, run = servers[name], loads[load_name], runs[load_name].variants[name]
+            path = server.variant.ping_path
+            loaded = phases.timed(server, probes[name], path, keys, connections=args.connections, seconds=args.seconds)
+            run.loaded.append(loaded)
+            line = f"round {round_index + 1}/{args.rounds} {name}, {load_name}: {loaded.load.rps:.0f} req/s"
+            if load_name == HOT:
+                single = phases.timed(server, probes[name], path, keys, connections=1, seconds=args.single_seconds)
+                run.single.append(single)
+                line += f"; 1 connection p50 {single.load.p50_ms:.2f} ms"
+            say(line)
+
+    hot = runs[HOT].variants
     for name, server in servers.items():
         if server.variant.burst_path is None:
             continue
-        burst = phases.exactness(server, server.variant.burst_path, burst_key, args.burst)
-        runs[name].exactness = burst
+        burst = phases.exactness(server, server.variant.burst_path, burst_key.keys[0], args.burst)
+        hot[name].exactness = burst
         say(f"{name}: burst of {args.burst} -> {burst.statuses}")
         rejected = phases.account(server, probes[name], server.variant.burst_path, burst_key, args.requests)
-        runs[name].rejected = rejected
+        hot[name].rejected = rejected
         say(f"{name}: {args.requests} rejected requests -> {rejected.statuses}")
 
     for name, server in servers.items():
-        runs[name].samples["admitted"] = phases.sample(server, server.variant.ping_path, key, args.sample)
+        hot[name].samples["admitted"] = phases.sample(server, server.variant.ping_path, loads[HOT], args.sample)
         if server.variant.burst_path is not None:
-            runs[name].samples["rejected"] = phases.sample(server, server.variant.burst_path, burst_key, args.sample)
+            hot[name].samples["rejected"] = phases.sample(server, server.variant.burst_path, burst_key, args.sample)
     return runs
 
 
@@ -178,6 +203,7 @@ def run_settings(args: argparse.Namespace, wrk: str | None) -> dict[str, object]
         "burst": args.burst,
         "sample": args.sample,
         "tollgate_plan": "bench-throughput (" + " ".join(plans.THROUGHPUT_PLAN).replace("--", "") + ")",
+        "many": f"{plans.MANY_KEYS} keys of {plans.MANY_ACCOUNTS} accounts in rotation",
         "peer_limit": plans.describe(plans.PEER_LIMITS["ping"]),
     }
 
@@ -186,7 +212,10 @@ def write_json(path: Path, run: Run) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "settings": run.settings,
-        "variants": {name: dataclasses.asdict(variant) for name, variant in run.variants.items()},
+        "loads": {
+            load: {name: dataclasses.asdict(variant) for name, variant in load_run.variants.items()}
+            for load, load_run in run.loads.items()
+        },
     }
     path.write_text(json.dumps(data, indent=1, default=str))
 

@@ -2,7 +2,9 @@
 commands: ``migrate``, ``set_plan``, ``create_account``, ``create_api_key --json``.
 
 Run by ``run.py`` as ``python -m bench.ratelimit.seed`` with the bench's
-``DATABASE_URL``; prints one JSON line ``{"throughput_key": ..., "burst_key": ...}``.
+``DATABASE_URL``; prints one JSON line ``{"throughput_key": ..., "burst_key":
+..., "many_keys": [...]}``, the many keys ordered so that consecutive ones
+belong to different accounts.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import io
 import json
 import os
 
-from bench.ratelimit.plans import BURST_PLAN, THROUGHPUT_PLAN
+from bench.ratelimit.plans import BURST_PLAN, MANY_ACCOUNTS, MANY_KEYS, THROUGHPUT_PLAN
 
 
 def _command(*args: str) -> str:
@@ -22,23 +24,34 @@ def _command(*args: str) -> str:
     return out.getvalue()
 
 
-def seed() -> dict[str, str]:
-    """Create both plans, an account on each and one key per account."""
+def _key(account: str) -> str:
+    return str(json.loads(_command("create_api_key", account, "--label", "bench", "--json").splitlines()[-1])["key"])
+
+
+def seed(many: int = MANY_KEYS) -> dict[str, object]:
+    """Create both plans, an account on each with one key, and the many-keys
+    load's accounts and ``many`` keys (on the throughput plan)."""
     _command("migrate", "--noinput", "-v0")
     _command("set_plan", "bench-throughput", *THROUGHPUT_PLAN)
     _command("set_plan", "bench-burst", *BURST_PLAN)
-    _command("create_account", "bench-throughput", "--plan", "bench-throughput")
-    _command("create_account", "bench-burst", "--plan", "bench-burst")
-    keys = {}
+    keys: dict[str, object] = {}
     for name in ("throughput", "burst"):
-        issued = json.loads(_command("create_api_key", f"bench-{name}", "--label", "bench", "--json").splitlines()[-1])
-        keys[f"{name}_key"] = issued["key"]
+        _command("create_account", f"bench-{name}", "--plan", f"bench-{name}")
+        keys[f"{name}_key"] = _key(f"bench-{name}")
+    accounts = [f"bench-many-{index:02d}" for index in range(MANY_ACCOUNTS)]
+    for account in accounts:
+        _command("create_account", account, "--plan", "bench-throughput")
+    keys["many_keys"] = [_key(accounts[index % MANY_ACCOUNTS]) for index in range(many)]
     return keys
 
 
 if __name__ == "__main__":
+    import argparse
+
     import django
 
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--many", type=int, default=MANY_KEYS)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.ratelimit.settings")
     django.setup()
-    print(json.dumps(seed()))
+    print(json.dumps(seed(parser.parse_args().many)))

@@ -18,13 +18,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.ratelimit.plans import MANY_KEYS
 from tests.processes import service_env
 from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Besides tests.processes' own list: variables of the caller's environment
 # that would change what is measured.
-_SCRUBBED = ("DATABASE_URL", "WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "GUNICORN_ACCESS_LOG")
+_SCRUBBED = ("DATABASE_URL", "WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "GUNICORN_ACCESS_LOG", "RATELIMIT_LEASES")
 TOLLGATE_SETTINGS = "bench.ratelimit.settings"
 UNMETERED_SETTINGS = "bench.ratelimit.settings_unmetered"
 
@@ -32,21 +33,32 @@ UNMETERED_SETTINGS = "bench.ratelimit.settings_unmetered"
 @dataclass(frozen=True)
 class Variant:
     """One way of serving a ping. ``burst_path`` is where the exactness and
-    rejected phases send the burst key (None: the variant limits nothing)."""
+    rejected phases send the burst key (None: the variant limits nothing);
+    ``env``: what its gunicorn's environment sets besides; ``root``: the
+    checkout it is served from (None: this one)."""
 
     name: str
     settings: str
     ping_path: str
     burst_path: str | None
+    env: tuple[tuple[str, str], ...] = ()
+    root: Path | None = None
 
 
 VARIANTS = (
     Variant("unmetered", UNMETERED_SETTINGS, "/api/v1/ping", None),
     Variant("tollgate", TOLLGATE_SETTINGS, "/api/v1/ping", "/api/v1/ping"),
+    Variant("tollgate-no-lease", TOLLGATE_SETTINGS, "/api/v1/ping", "/api/v1/ping", (("RATELIMIT_LEASES", "false"),)),
     Variant("django-ratelimit", UNMETERED_SETTINGS, "/bench/django-ratelimit/ping", "/bench/django-ratelimit/burst"),
     Variant("limits", UNMETERED_SETTINGS, "/bench/limits/ping", "/bench/limits/burst"),
     Variant("drf", UNMETERED_SETTINGS, "/bench/drf/ping", "/bench/drf/burst"),
 )
+
+
+def before(root: Path) -> Variant:
+    """Tollgate as another checkout serves it (``--before``): a worktree of an
+    older commit, measured in the same run, on the same database."""
+    return Variant("tollgate-before", TOLLGATE_SETTINGS, "/api/v1/ping", "/api/v1/ping", (), root.resolve())
 
 
 def base_env(directory: Path) -> dict[str, str]:
@@ -63,10 +75,16 @@ def base_env(directory: Path) -> dict[str, str]:
     )
 
 
-def seed_database(env: dict[str, str]) -> dict[str, str]:
-    """Migrate and create plans, accounts and keys (see ``seed.py``)."""
+def seed_database(env: dict[str, str], many: int = MANY_KEYS) -> dict[str, object]:
+    """Migrate and create plans, accounts and keys (see ``seed.py``; ``many``
+    keys for the many-keys load)."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.ratelimit.seed"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "bench.ratelimit.seed", "--many", str(many)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if result.returncode != 0:
         raise RuntimeError(f"seeding the bench database failed:\n{result.stdout}{result.stderr}")
@@ -91,7 +109,14 @@ class Server:
         # gunicorn reads ./gunicorn.conf.py (preload, timeouts, the Redis gate
         # in the master) like the Procfile's web process; bind and worker
         # count are given on the command line, which takes precedence.
-        env = {**env, "DJANGO_SETTINGS_MODULE": self.variant.settings, "REDIS_URL": self.redis.url}
+        root = self.variant.root or ROOT
+        env = {
+            **env,
+            "DJANGO_SETTINGS_MODULE": self.variant.settings,
+            "REDIS_URL": self.redis.url,
+            "PYTHONPATH": str(root),
+            **dict(self.variant.env),
+        }
         command = [
             sys.executable,
             "-m",
@@ -108,7 +133,7 @@ class Server:
             "--no-control-socket",
         ]
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -147,7 +172,8 @@ class Stack:
         self.env = base_env(self.directory)
         self.workers = workers
         self.servers: list[Server] = []
-        self.keys: dict[str, str] = {}
+        self.keys: dict[str, object] = {}
+        self.keys_file = self.directory / "many-keys.txt"
         self._variants = variants
 
     def open(self) -> None:
@@ -159,8 +185,13 @@ class Stack:
         for server in self.servers:
             server.start(self.env, self.workers)
         self.keys = seed_database(self.env)
+        self.keys_file.write_text("\n".join(self.many_keys) + "\n")
         for server in self.servers:
             server.wait_ready()
+
+    @property
+    def many_keys(self) -> list[str]:
+        return [str(key) for key in self.keys["many_keys"]]  # type: ignore[attr-defined]
 
     def close(self) -> None:
         for server in self.servers:

@@ -5,8 +5,8 @@ from collections.abc import Iterator
 import pytest
 from django.test.utils import override_settings
 
-from quotas import limiter
-from quotas.limiter import Backend, get_backend
+from quotas.backends import get_backend, reset_backends
+from quotas.contract import Backend
 
 MEMORY_CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -18,7 +18,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     if request.param == "redis":
         yield get_backend()
         return
-    limiter._backend.cache_clear()  # a fresh in-memory backend for each test
+    reset_backends()  # a fresh in-memory backend for each test
     with override_settings(DEMO_MODE=True, CACHES=MEMORY_CACHES):
         yield get_backend()
-    limiter._backend.cache_clear()
+    reset_backends()

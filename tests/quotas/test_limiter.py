@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from quotas.limiter import Backend, Decision, StaleGeneration, Subject
+from quotas.contract import Backend, Charge, StaleGeneration, Subject
+from quotas.decision import Decision
 from quotas.policy import parse_quotas, parse_rates
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC).timestamp()
@@ -20,8 +21,15 @@ def subject(backend: Backend, rates: str = "", quotas: str = "", *, account_id: 
     return Subject(account_id, key_id, backend.generation(account_id), parse_rates(rates), parse_quotas(quotas))
 
 
+def charge(
+    backend: Backend, who: Subject, requests: int = 1, units: int = 1, *, now: float, **lease: object
+) -> Decision:
+    """One call at ``now`` (epoch seconds); ``lease`` holds Charge's lease and give-back fields."""
+    return backend.charge(who, Charge(requests, units, **lease), round(now * 1000))  # type: ignore[arg-type]
+
+
 def admitted(backend: Backend, who: Subject, n: int, *, now: float, units: int = 1) -> int:
-    return sum(backend.charge(who, quota_cost=units, now=now).allowed for _ in range(n))
+    return sum(charge(backend, who, units=units, now=now).allowed for _ in range(n))
 
 
 def state(decision: Decision, name: str):  # type: ignore[no-untyped-def]
@@ -31,7 +39,7 @@ def state(decision: Decision, name: str):  # type: ignore[no-untyped-def]
 def test_burst_is_the_count_then_429_with_retry_after(backend: Backend) -> None:
     who = subject(backend, "10/s")
     assert admitted(backend, who, 10, now=T0) == 10
-    rejected = backend.charge(who, now=T0)
+    rejected = charge(backend, who, now=T0)
     assert not rejected.allowed
     assert rejected.violated is not None and rejected.violated.name == "per-second"
     assert rejected.retry_after == 1  # 100 ms, rounded up
@@ -57,22 +65,22 @@ def test_waiting_retry_after_is_enough(backend: Backend) -> None:
         spec = rng.choice(["3/s", "7/m", "100/m", "13/5s", "1/h"])
         who = subject(backend, spec, account_id=100 + case, key_id=case)
         now = T0 + rng.random() * 10
-        while backend.charge(who, now=now).allowed:
+        while charge(backend, who, now=now).allowed:
             pass
-        rejected = backend.charge(who, now=now)
+        rejected = charge(backend, who, now=now)
         assert not rejected.allowed
-        assert backend.charge(who, now=now + rejected.retry_after).allowed, spec
+        assert charge(backend, who, now=now + rejected.retry_after).allowed, spec
 
 
 def test_rejection_by_one_limit_consumes_nothing_from_the_others(backend: Backend) -> None:
     who = subject(backend, "5/s, 8/m", "1000/day")
     assert admitted(backend, who, 5, now=T0) == 5
     assert admitted(backend, who, 3, now=T0 + 1) == 3
-    rejected = backend.charge(who, now=T0 + 1)  # per-minute is now exhausted
+    rejected = charge(backend, who, now=T0 + 1)  # per-minute is now exhausted
     assert not rejected.allowed and rejected.violated.name == "per-minute"  # type: ignore[union-attr]
     assert state(rejected, "per-second").remaining == 2
     assert state(rejected, "daily-quota").remaining == 992
-    peek = backend.charge(who, rate_cost=0, quota_cost=0, now=T0 + 1)
+    peek = charge(backend, who, requests=0, units=0, now=T0 + 1)
     assert state(peek, "per-second").remaining == 2
     assert state(peek, "daily-quota").remaining == 992
 
@@ -81,16 +89,16 @@ def test_exhausted_quota_consumes_no_rate(backend: Backend) -> None:
     who = subject(backend, "10/m", "3/day")
     assert admitted(backend, who, 3, now=T0) == 3
     for _ in range(5):
-        decision = backend.charge(who, now=T0)
+        decision = charge(backend, who, now=T0)
         assert not decision.allowed and decision.violated.kind == "quota"  # type: ignore[union-attr]
-    assert state(backend.charge(who, rate_cost=0, quota_cost=0, now=T0), "per-minute").remaining == 7
+    assert state(charge(backend, who, requests=0, units=0, now=T0), "per-minute").remaining == 7
 
 
 def test_daily_quota_rolls_at_utc_midnight(backend: Backend) -> None:
     who = subject(backend, "", "3/day")
     before_midnight = datetime(2026, 11, 26, 23, 59, 59, 999000, tzinfo=UTC).timestamp()
     assert admitted(backend, who, 3, now=before_midnight - 3600) == 3
-    rejected = backend.charge(who, now=before_midnight)
+    rejected = charge(backend, who, now=before_midnight)
     assert not rejected.allowed
     assert rejected.retry_after == 1
     assert rejected.violated.reset_ms == 1  # type: ignore[union-attr]
@@ -109,7 +117,7 @@ def test_monthly_quota_rolls_at_month_end(backend: Backend, last_moment: datetim
     who = subject(backend, "", "2/month")
     end = last_moment.timestamp()
     assert admitted(backend, who, 2, now=end - 20 * 86400) == 2
-    rejected = backend.charge(who, now=end)
+    rejected = charge(backend, who, now=end)
     assert not rejected.allowed and rejected.violated.window == days * 86400  # type: ignore[union-attr]
     assert admitted(backend, who, 3, now=end + 0.001) == 2
 
@@ -122,12 +130,12 @@ def test_daily_and_monthly_quotas_count_together(backend: Backend) -> None:
 
 def test_quota_cost_counts_units(backend: Backend) -> None:
     who = subject(backend, "10/s", "100/day")
-    first = backend.charge(who, quota_cost=60, now=T0)
+    first = charge(backend, who, units=60, now=T0)
     assert first.allowed and state(first, "daily-quota").remaining == 40
-    second = backend.charge(who, quota_cost=41, now=T0)
+    second = charge(backend, who, units=41, now=T0)
     assert not second.allowed and second.violated.name == "daily-quota"  # type: ignore[union-attr]
-    assert backend.charge(who, quota_cost=40, now=T0).allowed
-    assert state(backend.charge(who, rate_cost=0, quota_cost=0, now=T0), "per-second").remaining == 8
+    assert charge(backend, who, units=40, now=T0).allowed
+    assert state(charge(backend, who, requests=0, units=0, now=T0), "per-second").remaining == 8
 
 
 def test_quotas_are_per_account_rates_per_key(backend: Backend) -> None:
@@ -139,57 +147,57 @@ def test_quotas_are_per_account_rates_per_key(backend: Backend) -> None:
 
 def test_reported_remaining_and_reset(backend: Backend) -> None:
     who = subject(backend, "100/m", "1000/day")
-    decision = backend.charge(who, now=T0)
+    decision = charge(backend, who, now=T0)
     per_minute = state(decision, "per-minute")
     assert (per_minute.limit, per_minute.window, per_minute.remaining, per_minute.reset_ms) == (100, 60, 99, 600)
     daily = state(decision, "daily-quota")
     assert (daily.limit, daily.window, daily.remaining, daily.reset) == (1000, 86400, 999, 12 * 3600)
-    assert decision.most_restrictive == per_minute
+    assert decision.states[decision.reply.tightest - 1] == per_minute  # what X-RateLimit-* describe
 
 
 def test_peek_never_rejects_and_writes_nothing(backend: Backend) -> None:
     who = subject(backend, "1/m", "1/day")
-    assert backend.charge(who, now=T0).allowed
+    assert charge(backend, who, now=T0).allowed
     for _ in range(3):
-        peek = backend.charge(who, rate_cost=0, quota_cost=0, now=T0)
+        peek = charge(backend, who, requests=0, units=0, now=T0)
         assert peek.allowed
         assert [s.remaining for s in peek.states] == [0, 0]
-    assert backend.charge(who, quota_cost=0, now=T0 + 60).allowed  # the rate refilled; nothing else moved
+    assert charge(backend, who, units=0, now=T0 + 60).allowed  # the rate refilled; nothing else moved
 
 
 def test_a_plan_without_limits_admits_everything(backend: Backend) -> None:
     who = subject(backend)
-    decision = backend.charge(who, now=T0)
-    assert decision.allowed and decision.states == () and decision.most_restrictive is None
+    decision = charge(backend, who, now=T0)
+    assert decision.allowed and decision.states == () and decision.reply.tightest == 0
 
 
 def test_invalidation_makes_the_next_charge_stale(backend: Backend) -> None:
     who = subject(backend, "10/s", account_id=9)
-    assert backend.charge(who, now=T0).allowed
+    assert charge(backend, who, now=T0).allowed
     backend.invalidate([9])
     with pytest.raises(StaleGeneration):
-        backend.charge(who, now=T0)
+        charge(backend, who, now=T0)
     fresh = Subject(9, who.key_id, backend.generation(9), who.rates, who.quotas)
     assert fresh.generation != who.generation
-    assert state(backend.charge(fresh, now=T0), "per-second").remaining == 8  # counts survive
+    assert state(charge(backend, fresh, now=T0), "per-second").remaining == 8  # counts survive
 
 
 def test_refund_gives_back_units_in_the_current_window_only(backend: Backend) -> None:
     who = subject(backend, "", "100/day, 1000/month", account_id=3)
-    assert backend.charge(who, quota_cost=70, now=T0).allowed
+    assert charge(backend, who, units=70, now=T0).allowed
     backend.refund(3, 50, at=T0)
     assert backend.usage([3], now=T0) == {3: {"day": 20, "month": 20}}
     backend.refund(3, 500, at=T0)  # never below zero
     assert backend.usage([3], now=T0) == {3: {"day": 0, "month": 0}}
-    assert backend.charge(who, quota_cost=30, now=T0).allowed
+    assert charge(backend, who, units=30, now=T0).allowed
     backend.refund(3, 30, at=T0 - 86400)  # yesterday's window is gone; this month's is the same
     assert backend.usage([3], now=T0) == {3: {"day": 30, "month": 0}}
 
 
 def test_usage_reads_today_and_this_month(backend: Backend) -> None:
     who = subject(backend, "", "100/day, 1000/month", account_id=4)
-    backend.charge(who, quota_cost=5, now=T0 - 86400)
-    backend.charge(who, quota_cost=7, now=T0)
+    charge(backend, who, units=5, now=T0 - 86400)
+    charge(backend, who, units=7, now=T0)
     assert backend.usage([4, 99], now=T0) == {4: {"day": 7, "month": 12}, 99: {"day": 0, "month": 0}}
 
 
@@ -201,10 +209,23 @@ def test_traffic_counts_admitted_requests_per_minute_and_per_key(backend: Backen
     admitted(backend, first, 4, now=minute - 59 * 60 + 1)  # the oldest minute shown
     admitted(backend, first, 2, now=minute + 30)
     admitted(backend, second, 9, now=minute + 31)  # 5 admitted, 4 rejected by the quota
-    backend.charge(first, rate_cost=0, quota_cost=0, now=minute + 32)  # a peek is not a request
+    charge(backend, first, requests=0, units=0, now=minute + 32)  # a peek is not a request
     traffic = backend.traffic({20: [201], 21: [211, 212]}, now=minute + 40)
     assert len(traffic.per_minute) == 60
     assert traffic.per_minute[0] == (int(minute) - 59 * 60, 4)
     assert traffic.per_minute[-1] == (int(minute), 7)
     assert sum(count for _, count in traffic.per_minute) == 11
     assert traffic.per_key == {201: 6, 211: 5, 212: 0}
+
+
+def test_a_charge_from_a_window_already_closed_consumes_nothing(backend: Backend) -> None:
+    # Two processes whose clocks differ by a few ms at midnight: once the
+    # account counts in the new day, a charge stamped with the old day would
+    # overwrite the new day's count; it is refused (retry in 1 s) instead.
+    who = subject(backend, "1000/s", "5/day")
+    midnight = datetime(2026, 11, 27, tzinfo=UTC).timestamp()
+    assert admitted(backend, who, 3, now=midnight + 0.002) == 3
+    late = charge(backend, who, now=midnight - 0.001)
+    assert not late.allowed and late.violated.name == "daily-quota" and late.retry_after == 1  # type: ignore[union-attr]
+    assert charge(backend, who, units=0, now=midnight - 0.001).allowed  # nothing to count: served
+    assert admitted(backend, who, 5, now=midnight + 0.003) == 2  # the new day's count is whole

@@ -1,10 +1,11 @@
 """The /api/ middleware: keys, headers, rejections and faults, through Django's
-test client, against both counter backends."""
+test client, against both counter backends, with leases on and off."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import http_sfv
@@ -14,8 +15,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
-from quotas import keys, meter
-from quotas.limiter import Backend
+from quotas import keys
+from quotas.contract import Backend
+from quotas.meter import process_meter
 from quotas.models import ApiKey
 from quotas.services import api_key_revoke, plan_set
 from tests.conftest import bearer
@@ -23,6 +25,13 @@ from tests.factories import issue_key
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True, params=["leases", "no-leases"])
+def leases(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Every test here runs with leases on (the default) and off."""
+    with override_settings(RATELIMIT_LEASES=request.param == "leases"):
+        yield request.param == "leases"
 
 
 def ping(client: Client, key: str | None, **headers: str):  # type: ignore[no-untyped-def]
@@ -96,14 +105,14 @@ def test_cached_key_costs_no_database_query(client: Client, backend: Backend) ->
     assert len(queries) == 0
 
 
-def test_last_used_is_written_once_a_minute_not_per_request(client: Client, backend: Backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_last_used_is_written_once_a_minute_not_per_request(client: Client, backend: Backend) -> None:
     issued = issue_key()
     ping(client, issued.key)
     first = ApiKey.objects.get(pk=issued.api_key.pk).last_used_at
     assert first is not None
     ping(client, issued.key)
     assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at == first
-    monkeypatch.setattr(meter, "TOUCH_INTERVAL", 0.0)
+    process_meter().records.touch_interval = 0.0
     ping(client, issued.key)
     assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at > first
 
@@ -187,12 +196,12 @@ def test_plan_change_applies_from_the_next_request(client: Client, backend: Back
     assert ping(client, issued.key)["X-RateLimit-Limit"] == "7"
 
 
-def test_a_change_that_missed_redis_is_picked_up_within_the_record_age(client: Client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_change_that_missed_redis_is_picked_up_within_the_record_age(client: Client) -> None:
     issued = issue_key(rate_limits="100/m", quotas="")
     assert ping(client, issued.key).status_code == 200
     ApiKey.objects.filter(pk=issued.api_key.pk).update(revoked_at=timezone.now())  # no signal, no invalidation
     assert ping(client, issued.key).status_code == 200
-    monkeypatch.setattr(meter, "RECORD_MAX_AGE", 0.0)
+    process_meter().records.max_age = 0.0
     assert ping(client, issued.key).status_code == 401
 
 
@@ -214,9 +223,8 @@ class TestRedisFaults:
         assert response.status_code == 503
 
     def test_open_mode_serves_without_limit_headers_and_warns(
-        self, client: Client, own_redis: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch
-    ) -> None:  # type: ignore[no-untyped-def]
-        monkeypatch.setattr(meter, "_last_open_warning", 0.0)
+        self, client: Client, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
         key = issue_key().key
         assert ping(client, key).status_code == 200
         own_redis.kill()
@@ -244,10 +252,8 @@ class TestRedisFaults:
         assert first < 1.0
         assert second < 0.1  # the breaker answers without waiting for Redis again
 
-    def test_recovers_when_redis_comes_back_without_restart(
-        self, client: Client, own_redis: RedisServer, monkeypatch
-    ) -> None:  # type: ignore[no-untyped-def]
-        monkeypatch.setattr(meter, "BREAKER_SECONDS", 0.0)
+    def test_recovers_when_redis_comes_back_without_restart(self, client: Client, own_redis: RedisServer) -> None:
+        process_meter().outage.seconds = 0.0
         key = issue_key().key
         assert ping(client, key).status_code == 200
         own_redis.kill()

@@ -13,10 +13,15 @@ from django.test.utils import override_settings
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from project.redis import cache_config
-from quotas.limiter import Subject
+from quotas.codec import encode
+from quotas.contract import ONE, PEEK, Subject
 from quotas.policy import parse_rates
-from quotas.redis_backend import RedisBackend, encode
+from quotas.redis_backend import RedisBackend
 from tests.redis_server import RedisServer
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def subject(backend: RedisBackend, account_id: int = 1, rates: str = "10/s") -> Subject:
@@ -30,7 +35,7 @@ def test_encode_is_the_redis_protocol() -> None:
 def test_the_connection_is_kept_between_charges(redis_server: RedisServer) -> None:
     backend = RedisBackend()
     connection = backend.connection()
-    assert backend.charge(subject(backend)).allowed
+    assert backend.charge(subject(backend), ONE, now_ms()).allowed
     assert backend.connection() is connection
     assert redis_server.client().info("clients")["connected_clients"] >= 1
 
@@ -62,7 +67,7 @@ def test_a_forked_child_does_not_use_its_parents_connection(redis_server: RedisS
     if pid == 0:  # the child: report, never return into pytest
         ok = False
         try:
-            ok = backend.connection() is not parent and backend.charge(who).allowed
+            ok = backend.connection() is not parent and backend.charge(who, ONE, now_ms()).allowed
         finally:
             os.write(write, b"1" if ok else b"0")
             os._exit(0)
@@ -70,29 +75,29 @@ def test_a_forked_child_does_not_use_its_parents_connection(redis_server: RedisS
     answer = os.read(read, 1)
     os.waitpid(pid, 0)
     assert answer == b"1"
-    assert backend.connection() is parent and backend.charge(who).allowed
+    assert backend.connection() is parent and backend.charge(who, ONE, now_ms()).allowed
 
 
 def test_the_kept_connection_reconnects_after_a_redis_restart(own_redis: RedisServer) -> None:
     backend = RedisBackend()
-    assert backend.charge(subject(backend, 2)).allowed
+    assert backend.charge(subject(backend, 2), ONE, now_ms()).allowed
     own_redis.restart()  # the kept socket is now dead; the script is gone
-    assert backend.charge(subject(backend, 2)).allowed
+    assert backend.charge(subject(backend, 2), ONE, now_ms()).allowed
 
 
 def test_a_timeout_is_not_retried_so_a_charge_never_counts_twice(own_redis: RedisServer) -> None:
     backend = RedisBackend()
     who = subject(backend, 3, "10/h")
-    assert backend.charge(who).allowed
+    assert backend.charge(who, ONE, now_ms()).allowed
     own_redis.pause()
     try:
         started = time.monotonic()
         with pytest.raises(RedisTimeoutError):
-            backend.charge(who)
+            backend.charge(who, ONE, now_ms())
         elapsed = time.monotonic() - started
     finally:
         own_redis.resume()
     assert elapsed < 0.45  # one socket timeout (0.25 s), no second attempt
     time.sleep(0.05)  # the paused Redis now runs the one charge it had received
-    peek = backend.charge(who, rate_cost=0, quota_cost=0)
+    peek = backend.charge(who, PEEK, now_ms())
     assert peek.states[0].remaining == 8  # 10 - the first charge - the timed-out one, once

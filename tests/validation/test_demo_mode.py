@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.test.utils import override_settings
 
-from quotas import limiter
+from quotas.backends import reset_backends
 from tests.validation.conftest import ORDER_SCHEMA, Api
 from tests.validation.data import ndjson, orders
 from tests.validation.stack import wait_for
@@ -19,11 +19,11 @@ MEMORY_CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMe
 
 @pytest.fixture
 def demo() -> Iterator[None]:
-    limiter._backend.cache_clear()
+    reset_backends()
     queue._service.cache_clear()
     with override_settings(DEMO_MODE=True, CACHES=MEMORY_CACHES, REDIS_URL=""):
         yield
-    limiter._backend.cache_clear()
+    reset_backends()
     queue._service.cache_clear()
 
 

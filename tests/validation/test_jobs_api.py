@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 from django.test.client import MULTIPART_CONTENT, encode_multipart
 
-from quotas.limiter import get_backend
+from quotas.backends import get_backend
 from quotas.models import ApiKey
 from tests.conftest import bearer
 from tests.factories import issue_key

@@ -3,6 +3,7 @@ server-side failures (refunded) and how often progress is written."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ from django.core.files.storage import default_storage
 from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
-from quotas.limiter import get_backend
+from quotas.backends import get_backend
+from quotas.contract import Charge
 from tests.factories import issue_key
 from tests.validation.conftest import ORDER_SCHEMA, stored_files
 from tests.validation.data import ndjson, orders
@@ -34,7 +36,7 @@ def create(records: int = 200, invalid_every: int = 7, *, reserve: bool = True) 
     name = default_storage.save(f"uploads/{account.pk}/job.ndjson", ContentFile(data))
     at = 0.0
     if reserve:
-        decision = get_backend().charge(account_subject(account.pk), rate_cost=0, quota_cost=records)
+        decision = get_backend().charge(account_subject(account.pk), Charge(0, records), int(time.time() * 1000))
         at = decision.at_ms / 1000
     return job_create(
         account_id=account.pk,
@@ -46,7 +48,7 @@ def create(records: int = 200, invalid_every: int = 7, *, reserve: bool = True) 
 
 
 def account_subject(account_id: int) -> Any:
-    from quotas.limiter import Subject
+    from quotas.contract import Subject
     from quotas.models import Account
 
     plan = Account.objects.get(pk=account_id).plan

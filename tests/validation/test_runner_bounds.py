@@ -6,6 +6,7 @@ that matter: PostgreSQL refuses NUL in text and jsonb, SQLite does not."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import DataError, connection
 
-from quotas.limiter import Subject, get_backend
+from quotas.backends import get_backend
+from quotas.contract import Charge
 from tests.factories import issue_key
 from tests.validation.conftest import stored_files
+from tests.validation.test_runner import account_subject
 from validation import runner
 from validation.failed_jobs import failed_job_retry
 from validation.jobs import job_create
@@ -34,9 +37,7 @@ def stored_job(document: Any, data: bytes, records: int, *, fmt: str = "ndjson")
     account = issue_key(rate_limits="", quotas="10000000/day").api_key.account
     schema = schema_register(account_id=account.pk, name="s", version="1", document=document)
     name = default_storage.save(f"uploads/{account.pk}/job.{fmt}", ContentFile(data))
-    plan = account.plan
-    subject = Subject(account.pk, 0, get_backend().generation(account.pk), plan.rate_list, plan.quota_list)
-    decision = get_backend().charge(subject, rate_cost=0, quota_cost=records)
+    decision = get_backend().charge(account_subject(account.pk), Charge(0, records), int(time.time() * 1000))
     upload = Upload(name, len(data), records, fmt)
     return job_create(
         account_id=account.pk, schema=schema, upload=upload, units_reserved=records, reserved_at=decision.at_ms / 1000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quotas.limiter import get_backend
+from quotas.backends import get_backend
 from tests.validation.conftest import ORDER_SCHEMA, Api
 from validation.models import Schema
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from quotas.limiter import get_backend
+from quotas.backends import get_backend
 from tests.conftest import bearer
 from tests.factories import issue_key
 from tests.validation.conftest import ORDER_SCHEMA, Api

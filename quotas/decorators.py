@@ -1,4 +1,4 @@
-"""How a view is metered, declared on the view and read by the middleware.
+"""View decorators: how a view is metered, declared on the view and read by the middleware.
 
     @metered(units=0, requests=0)   # a peek: /usage consumes nothing
     @charged_in_view                # validation: the view charges N records
