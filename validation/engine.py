@@ -11,6 +11,9 @@ Contracts:
   without ``$schema`` is 2020-12. A ``$schema`` that names none of them is a
   custom meta-schema and must be resolvable like any ``$ref``.
 - ``format`` is asserted (an invalid e-mail is an error), in every draft.
+- ``$ref`` and ``$id`` are read leniently (``validation.uris.lenient``):
+  characters RFC 3986 does not allow are percent-encoded, as other
+  validators read them; no string reference is refused for its spelling.
 - A reference that the document itself does not contain is passed to the
   caller's ``resolve`` function, which returns a schema or ``None``. ``None``
   is a refusal: nothing is ever fetched from the network or the filesystem.
@@ -40,6 +43,7 @@ from django.conf import settings
 
 from validation.bounds import MAX_ERRORS_PER_INSTANCE, bound_error, clip
 from validation.depth import depth_message, max_depth
+from validation.resources import scan
 from validation.schema_cost import assess
 
 # $schema URIs of the supported drafts, without the optional trailing "#".
@@ -246,6 +250,9 @@ def compile_schema(
     if not isinstance(schema, (dict, bool)):
         raise SchemaError("A schema must be an object or a boolean.", [_plain_error("type", "not an object")])
     draft = draft_of(schema)
+    # Every $ref and $id read leniently (validation.uris): "#/$defs/a<b" is
+    # the reference "#/$defs/a%3Cb", as other validators read it.
+    schema = scan(schema, base_uri=base_uri, draft=draft).document
     refused: list[str] = []
     resources: dict[str, Any] = {}
 
@@ -258,6 +265,10 @@ def compile_schema(
         if document is None:
             refused.append(uri)
             raise ValueError(f"reference to {uri} refused")
+        try:
+            document = scan(document, base_uri=uri, draft=draft_of(document)).document
+        except SchemaError:
+            pass  # the engine says what is wrong with it
         resources[uri] = document
         return document
 

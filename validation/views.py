@@ -20,6 +20,7 @@ from project.errors import InvalidJson
 from project.storage import STORAGE_ERRORS, describe
 from quotas.decorators import charged_in_view, metered
 from validation import representations as show
+from validation.bundler import schema_bundle
 from validation.depth import max_depth
 from validation.exceptions import (
     InvalidRequest,
@@ -31,7 +32,7 @@ from validation.exceptions import (
 )
 from validation.jobs import job_cancel, job_get
 from validation.models import JobStatus, Schema, ValidationJob
-from validation.schemas import schema_get, schema_register, valid_name
+from validation.schemas import schema_get, schema_register, schemas_register, valid_name
 from validation.services import payload_parse, payload_validate
 from validation.submit import job_submit
 
@@ -74,10 +75,34 @@ def schemas(request: HttpRequest) -> HttpResponse:
     return json_response(show.schema_full(schema), status=201, headers={"Location": location})
 
 
+@api_view("POST")
+@metered(requests=1, units=0)
+def schemas_bundle(request: HttpRequest) -> HttpResponse:
+    """Register ``{"schemas": [{"name", "version", "schema"}, ...]}`` at once:
+    any order, cycles allowed, all or nothing."""
+    body = _json(request)
+    entries = body.get("schemas") if isinstance(body, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) and "schema" in entry for entry in entries):
+        raise InvalidRequest('Send {"schemas": [{"name", "version", "schema"}, ...]}.', details={"field": "schemas"})
+    rows = schemas_register(
+        account_id=_account(request),
+        entries=[(entry.get("name"), entry.get("version"), entry["schema"]) for entry in entries],
+    )
+    return json_response({"results": [show.schema_full(row) for row in rows]}, status=201)
+
+
 @api_view("GET")
 @metered(requests=1, units=0)
 def schema_detail(request: HttpRequest, name: str, version: str) -> HttpResponse:
-    return json_response(show.schema_full(schema_get(account_id=_account(request), name=name, version=version)))
+    """The schema as registered, or with ``?bundle=true`` its dependencies
+    embedded (``validation.bundler``)."""
+    schema = schema_get(account_id=_account(request), name=name, version=version)
+    bundle = show.query_value(request, "bundle")
+    if bundle not in ("", "true", "false"):
+        raise InvalidRequest("'bundle' must be true or false.", details={"field": "bundle"})
+    if bundle == "true":
+        return json_response({**show.schema_summary(schema), "schema": schema_bundle(schema=schema)})
+    return json_response(show.schema_full(schema))
 
 
 @api_view("POST")
