@@ -41,6 +41,7 @@ import jsonschema_rs
 import orjson
 from django.conf import settings
 
+from project import exactjson
 from validation.bounds import MAX_ERRORS_PER_INSTANCE, bound_error, clip
 from validation.depth import depth_message, max_depth
 from validation.resources import scan
@@ -287,7 +288,7 @@ def compile_schema(
 
 def _key_of(source: SchemaSource) -> str:
     try:
-        text = orjson.dumps(list(source.as_tuple()), option=orjson.OPT_SORT_KEYS)
+        text = exactjson.dumps(list(source.as_tuple()), option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONEncodeError, TypeError):  # not JSON after all: a key of its own
         return uuid.uuid4().hex
     return hashlib.sha256(text).hexdigest()
