@@ -42,8 +42,9 @@ import orjson
 from django.conf import settings
 
 from project import exactjson
-from validation.bounds import MAX_ERRORS_PER_INSTANCE, bound_error, clip
+from validation.bounds import MAX_ERRORS_PER_INSTANCE, MESSAGE_CHARS, VALUE_CHARS, bound_error, clip
 from validation.depth import depth_message, max_depth
+from validation.outputs import branches, params, standard
 from validation.resources import scan
 from validation.schema_cost import assess
 
@@ -56,6 +57,8 @@ DRAFTS = {
     "https://json-schema.org/draft/2020-12/schema": "2020-12",
 }
 DEFAULT_DRAFT = "2020-12"
+# The base URI of a schema that has none (an inline one): the engine's own.
+ENGINE_BASE = "json-schema:///"
 UNSUPPORTED_DRAFTS = ("http://json-schema.org/draft-03/schema", "http://json-schema.org/draft-02/schema")
 # Steps the backtracking regex engine may take per match: about a
 # millisecond of work, far above any sane pattern on a sane string, far
@@ -133,19 +136,43 @@ def keyword_of(kind: str, schema_path: list[Any]) -> str:
     return kind
 
 
-def describe(error: Any) -> dict[str, Any]:
+def describe(error: Any, base: str | None = None, nested: bool = False) -> dict[str, Any]:
     """One engine error as data: instance_path, schema_path (the keyword's
-    location as evaluated, through ``$ref``), keyword and message, each cut
-    to its bound (``validation.bounds``)."""
+    location as evaluated, through ``$ref``), keyword_location (the
+    keyword's absolute URI), keyword, message and params (machine-readable,
+    ``validation.outputs.params``); for ``anyOf``/``oneOf`` also
+    ``branches``, why each branch failed (not below a branch). Each string
+    is cut to its bound (``validation.bounds``); a message quotes at most a
+    bounded prefix of the failing value."""
     schema_path = list(error.evaluation_path)
-    return bound_error(
-        {
-            "instance_path": pointer(error.instance_path),
-            "schema_path": pointer(schema_path),
-            "keyword": keyword_of(error.kind.name, schema_path),
-            "message": error.message,
-        }
-    )
+    location = error.absolute_keyword_location or f"{base or ENGINE_BASE}#{pointer(list(error.schema_path))}"
+    described: dict[str, Any] = {
+        "instance_path": pointer(error.instance_path),
+        "schema_path": pointer(schema_path),
+        "keyword_location": location,
+        "keyword": keyword_of(error.kind.name, schema_path),
+        "message": _message(error),
+        "params": params(error.kind),
+    }
+    if not nested:
+        found = branches(error.kind, lambda inner, nested: describe(inner, base, nested))
+        if found is not None:
+            described["branches"] = found
+    return bound_error(described)
+
+
+def _message(error: Any) -> str:
+    """The engine's message, the failing value in it cut to a prefix."""
+    message = str(error.message)
+    if len(message) <= MESSAGE_CHARS:
+        return message
+    try:
+        text = exactjson.dumps(error.instance).decode()
+    except (TypeError, ValueError):
+        return message
+    if len(text) > VALUE_CHARS and text in message:
+        return message.replace(text, clip(text, VALUE_CHARS), 1)
+    return message
 
 
 def _plain_error(keyword: str | None, message: str) -> dict[str, Any]:
@@ -199,8 +226,13 @@ class CompiledSchema:
         for error in self.validator.iter_errors(instance):
             if len(found) == limit:
                 return found, True
-            found.append(describe(error))
+            found.append(describe(error, self.source.base_uri))
         return found, False
+
+    def output(self, instance: Any, output: str) -> dict[str, Any]:
+        """The specification's ``output`` format (flag, basic, detailed) of
+        ``instance`` (``validation.outputs.standard``)."""
+        return standard(self.validator, instance, output, self.source.base_uri or ENGINE_BASE)
 
     def check(self, instance: Any) -> tuple[bool, list[dict[str, Any]], bool]:
         """``(valid, errors, truncated)`` for one parsed instance (its depth

@@ -301,6 +301,7 @@ def schema_validator(*, schema: Schema) -> CompiledSchema:
     compiled = validators.get(key)
     if compiled is None:
         document = exactjson.loads(schema.document)
+        schema_depth_check(document)  # today's limit, whatever it was at registration
         resolver = Resolver(schema.account_id, pins=dict(schema.pins or {}))
         compiled = _compile(document, resolve=resolver, base_uri=schema_uri(schema.name, schema.version))
         validators.put(key, compiled)

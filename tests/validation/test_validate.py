@@ -41,8 +41,10 @@ def test_one_instance_answers_valid_and_errors(order: Api) -> None:
             {
                 "instance_path": "/qty",
                 "schema_path": "/properties/qty/minimum",
+                "keyword_location": "tollgate://schemas/order/1#/properties/qty/minimum",
                 "keyword": "minimum",
                 "message": "0 is less than the minimum of 1",
+                "params": {"limit": 1},
             }
         ],
     }
