@@ -35,14 +35,18 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any, NoReturn
 
+from project import exactjson
 from validation import channel
 from validation.bounds import MAX_ERRORS_PER_INSTANCE, RECORD_REPORT_BYTES, ErrorBudget
 from validation.engine import CompiledSchema, SchemaSource, compile_source
 from validation.parsing import Converter, RawBatch, converters_for, parse_batch
 
 Entry = tuple[int, list[dict[str, Any]], bool]
-Result = tuple[bool, list[dict[str, Any]], bool]
+# (valid, errors or the output structure, truncated)
+Result = tuple[bool, Any, bool]
 CACHE_SIZE = 256
+# Tollgate's own list of errors, the default answer of a check.
+LIST = "list"
 # How often a batch's errors so far are sent while it runs: what a stopped
 # child's successor must do again is at most this much work.
 FLUSH_SECONDS = 0.05
@@ -91,10 +95,14 @@ class Evaluator:
         self._schemas.move_to_end(key)
         return compiled
 
-    def check(self, key: str, instances: Sequence[Any], response_bytes: int) -> list[Result]:
+    def check(self, key: str, instances: Sequence[Any], response_bytes: int, output: str = LIST) -> list[Result]:
         """``(valid, errors, truncated)`` per instance; all errors together
-        take at most ``response_bytes``."""
+        take at most ``response_bytes``. With ``output`` one of the
+        specification's formats (``validation.outputs``), ``errors`` is that
+        structure instead, within the same budget."""
         compiled = self._get(key)
+        if output != LIST:
+            return self._outputs(compiled, instances, response_bytes, output)
         budget = ErrorBudget(sys.maxsize, response_bytes)
         results: list[Result] = []
         for instance in instances:
@@ -104,6 +112,20 @@ class Evaluator:
             errors, truncated = compiled.errors(instance)
             kept, cut = budget.take(errors)
             results.append((False, kept, truncated or cut))
+        return results
+
+    @staticmethod
+    def _outputs(compiled: CompiledSchema, instances: Sequence[Any], room: int, output: str) -> list[Result]:
+        results: list[Result] = []
+        for instance in instances:
+            structure = compiled.output(instance, output)
+            size = len(exactjson.dumps(structure))
+            truncated = False
+            if size > room:
+                structure, truncated = _cut(structure), True
+                size = len(exactjson.dumps(structure))
+            room = max(room - size, 0)
+            results.append((bool(structure["valid"]), structure, truncated or bool(structure.get("truncated"))))
         return results
 
     def records(
@@ -150,6 +172,15 @@ class Evaluator:
         return converters
 
 
+def _cut(structure: dict[str, Any]) -> dict[str, Any]:
+    """An output structure past the answer's byte budget: its verdict only."""
+    cut = {key: value for key, value in structure.items() if key not in ("errors", "error")}
+    if not structure.get("valid", True):
+        cut["error"] = "The errors were left out: the answer reached its byte budget."
+    cut["truncated"] = True
+    return cut
+
+
 # -- the child process ----------------------------------------------------------
 
 
@@ -167,7 +198,7 @@ def _serve(evaluator: Evaluator, message: tuple[Any, ...], out: int) -> list[Any
         evaluator.load(key, message[2])
         return ["loaded"]
     if kind == "check":
-        return ["checked", evaluator.check(key, message[2], message[3])]
+        return ["checked", evaluator.check(key, message[2], message[3], message[4])]
     fmt, numbers, items, errors, header, limit = message[2:8]
     raw = RawBatch(numbers, items, [tuple(error) for error in errors], header)  # type: ignore[misc]
 

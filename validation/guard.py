@@ -31,7 +31,7 @@ from typing import Any
 
 from validation.child import GRACE_SECONDS, Child, Crashed, Failed, Timeout
 from validation.engine import CompiledSchema
-from validation.evaluator import Entry, Evaluator, Result, UnknownSchema
+from validation.evaluator import LIST, Entry, Evaluator, Result, UnknownSchema
 from validation.parsing import RawBatch
 from validation.pipeline import Outcome, Pipeline, TooManyStopped
 
@@ -45,10 +45,16 @@ class InlineGuard:
         self._evaluator = Evaluator()
 
     def check(
-        self, compiled: CompiledSchema, instances: Sequence[Any], *, seconds: float, response_bytes: int
+        self,
+        compiled: CompiledSchema,
+        instances: Sequence[Any],
+        *,
+        seconds: float,
+        response_bytes: int,
+        output: str = LIST,
     ) -> list[Result]:
         self._evaluator.put(compiled.key, compiled)
-        return self._evaluator.check(compiled.key, instances, response_bytes)
+        return self._evaluator.check(compiled.key, instances, response_bytes, output)
 
     def judge(
         self,
@@ -87,13 +93,20 @@ class Guard:
         self.child.close()
 
     def check(
-        self, compiled: CompiledSchema, instances: Sequence[Any], *, seconds: float, response_bytes: int
+        self,
+        compiled: CompiledSchema,
+        instances: Sequence[Any],
+        *,
+        seconds: float,
+        response_bytes: int,
+        output: str = LIST,
     ) -> list[Result]:
         """``(valid, errors, truncated)`` per instance within ``seconds`` in
-        all. Raises Timeout, Crashed, Failed."""
+        all (``errors``: the ``output`` structure, see Evaluator.check).
+        Raises Timeout, Crashed, Failed."""
         for _ in range(2):
             deadline = self.child.ensure(compiled, seconds)
-            self.child.send("check", compiled.key, list(instances), response_bytes, seconds + GRACE_SECONDS)
+            self.child.send("check", compiled.key, list(instances), response_bytes, output, seconds + GRACE_SECONDS)
             reply = self.child.reply(deadline)
             if reply[0] == "checked":
                 return [(bool(valid), errors, bool(truncated)) for valid, errors, truncated in reply[1]]

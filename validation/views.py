@@ -33,7 +33,7 @@ from validation.exceptions import (
 from validation.jobs import job_cancel, job_get
 from validation.models import JobStatus, Schema, ValidationJob
 from validation.schemas import schema_get, schema_register, schemas_register, valid_name
-from validation.services import payload_parse, payload_validate
+from validation.services import output_format, payload_parse, payload_validate
 from validation.submit import job_submit
 
 log = logging.getLogger("tollgate.validation")
@@ -111,11 +111,12 @@ def validate(request: HttpRequest) -> HttpResponse:
     """Each instance costs one unit, charged (in one round trip, all or
     nothing) after the request is understood and before anything is validated."""
     meter = request.meter  # type: ignore[attr-defined]
+    output = output_format(show.query_value(request, "output"))
     payload = payload_parse(
         account_id=meter.record.account_id, body=_json(request), max_instances=meter.record.max_sync_instances
     )
     meter.charge(requests=1, units=len(payload.instances))
-    return json_response(payload_validate(payload=payload))
+    return json_response(payload_validate(payload=payload, output=output))
 
 
 @api_view("GET", "POST")
