@@ -156,9 +156,13 @@ def main() -> int:
             if args.before
             else None
         )
-        for _ in range(args.rounds):
+        for round_number in range(args.rounds):
+            # Which checkout goes first alternates: the first after the lean
+            # loop was measured slower, whichever it was.
+            if before is not None and round_number % 2:
+                befores.append(run_job(before, path))
             jobs.append(run_job(stack, path))
-            if before is not None:
+            if before is not None and not round_number % 2:
                 befores.append(run_job(before, path))
             leans.append(lean_loop(path))
         worker_log = stack.worker_log()
