@@ -107,7 +107,8 @@ def schemas_register(*, account_id: int, entries: list[tuple[Any, Any, Any]], bu
         where = f"schemas/{index}/" if bundle else ""
         name, version = _check_name(name, version, where)
         if any(p.name == name and p.version == version for p in pendings):
-            raise InvalidRequest(f"{name}/{version} is in the bundle twice.", details={"field": f"{where}version"})
+            # Two versions cannot share a name and version, in a bundle or not.
+            raise SchemaExists(f"{name}/{version} is in the bundle twice.", details={"schema": f"{name}/{version}"})
         schema_depth_check(document, f"{where}schema")
         if not isinstance(document, (dict, bool)):
             raise InvalidSchema("A schema must be an object or a boolean.", [_plain("A schema must be an object.")])

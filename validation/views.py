@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
+import orjson
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
 
-from project.api import api_view, json_body, json_response
+from project import exactjson
+from project.api import api_view, json_response
 from project.errors import InvalidJson
 from project.storage import STORAGE_ERRORS, describe
 from quotas.decorators import charged_in_view, metered
@@ -37,16 +39,38 @@ from validation.services import output_format, payload_parse, payload_validate
 from validation.submit import job_submit
 
 log = logging.getLogger("tollgate.validation")
+DEFAULT_SYNC_BODY_CEILING = 64 * 1024 * 1024
+
+
+def sync_body_limit(request: HttpRequest) -> int:
+    """The largest JSON body this request may send: its plan's
+    ``max_sync_body_bytes``, at most ``VALIDATION_SYNC_BODY_CEILING_BYTES``."""
+    ceiling = int(getattr(settings, "VALIDATION_SYNC_BODY_CEILING_BYTES", DEFAULT_SYNC_BODY_CEILING))
+    return min(int(request.meter.record.max_sync_body_bytes), ceiling)  # type: ignore[attr-defined]
 
 
 def _json(request: HttpRequest) -> Any:
+    """The body as JSON (integers exact), read up to the plan's limit: 413
+    ``payload_too_large`` past it (before reading when Content-Length says so)."""
+    limit = sync_body_limit(request)
+    too_large = PayloadTooLarge(
+        f"The body is larger than this plan's {limit} bytes; send large data as a batch job.",
+        details={"max_bytes": limit},
+    )
     try:
-        return json_body(request)
-    except RequestDataTooBig:
-        raise PayloadTooLarge("The body is too large for this endpoint; send large data as a batch job.") from None
-    except InvalidJson as exc:
-        if "depth limit" not in str(exc.details):
-            raise
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        raise too_large
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise too_large
+    try:
+        return exactjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" not in str(exc):
+            raise InvalidJson(details={"reason": str(exc)}) from None
         # orjson stops by itself past 1024 levels: deeper than any limit.
         raise TooDeep("The body nests deeper than 1024 levels.", details={"max_depth": max_depth()}) from None
 

@@ -199,7 +199,7 @@ def test_bundles_are_checked_like_single_registrations(api: Api) -> None:
     assert api.post("/api/v1/schemas/bundle", {"schemas": []}).status_code == 400
     assert api.post("/api/v1/schemas/bundle", {"schemas": [{"name": "a"}]}).status_code == 400
     twice = {"schemas": [{"name": "a", "version": "1", "schema": {}}, {"name": "a", "version": "1", "schema": {}}]}
-    assert api.post("/api/v1/schemas/bundle", twice).status_code == 400
+    assert api.post("/api/v1/schemas/bundle", twice).json()["error"]["code"] == "schema_exists"
     clash = {
         "schemas": [
             {"name": "a", "version": "1", "schema": {"$id": f"{BASE}same.json"}},

@@ -124,11 +124,26 @@ def test_deep_instances_are_refused_before_charging(order: Api) -> None:
     assert units_used(order) == 0
 
 
-def test_a_body_over_djangos_memory_limit_is_413(order: Api, settings: Any) -> None:
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
-    response = order.post("/api/v1/validate", {"schema": "order/1", "instance": "x" * 2000})
+def test_a_body_over_the_plans_limit_is_413(db: None) -> None:
+    small = Api(issue_key(rate_limits="", quotas="1000/day", max_sync_body_bytes=1000).key)
+    response = small.post("/api/v1/validate", {"schema": {}, "instance": "x" * 2000})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+    assert response.json()["error"]["details"] == {"max_bytes": 1000}
+    assert (
+        small.post("/api/v1/schemas", {"name": "a", "version": "1", "schema": {"description": "x" * 2000}}).status_code
+        == 413
+    )
+    assert small.post("/api/v1/validate", {"schema": {}, "instance": "x" * 500}).status_code == 200
+
+
+def test_the_plans_limit_may_pass_djangos_default_up_to_the_ceiling(db: None, settings: Any) -> None:
+    big = Api(issue_key(rate_limits="", quotas="1000/day", max_sync_body_bytes=8 * 1024 * 1024).key)
+    three_mb = {"schema": {"type": "string"}, "instance": "x" * (3 * 1024 * 1024)}
+    assert big.post("/api/v1/validate", three_mb).json()["valid"] is True  # Django's 2.5 MiB no longer applies
+    settings.VALIDATION_SYNC_BODY_CEILING_BYTES = 2 * 1024 * 1024
+    capped = big.post("/api/v1/validate", three_mb)
+    assert capped.status_code == 413 and capped.json()["error"]["details"] == {"max_bytes": 2 * 1024 * 1024}
 
 
 def test_validation_needs_a_key(db: None) -> None:
