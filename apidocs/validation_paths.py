@@ -300,6 +300,12 @@ def _job_paths() -> Json:
                 parameters=[
                     query("schema", {"type": "string"}, "`name/version` of a registered schema.", "orders/1"),
                     query("format", {"enum": ["ndjson", "json", "csv"]}, "Overrides the content type."),
+                    query(
+                        "output",
+                        {"enum": ["list", "flag", "basic", "detailed"]},
+                        "How each invalid record is reported: `list` (default) its errors; `flag`, `basic`, "
+                        "`detailed` its one output structure of the specification (as `/validate?output=`).",
+                    ),
                 ],
                 request_body={"required": True, "content": upload},
             ),

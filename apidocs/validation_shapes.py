@@ -117,6 +117,7 @@ JOB_SUMMARY = {
             "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
         },
         "format": {"enum": ["ndjson", "json", "csv"]},
+        "output": {"enum": ["list", "flag", "basic", "detailed"]},
         "progress": {
             "type": "object",
             "required": ["processed", "total"],

@@ -129,13 +129,21 @@ class Evaluator:
         return results
 
     def records(
-        self, key: str, fmt: str, raw: RawBatch, limit: int, flush: Callable[[list[Entry], int], None]
+        self,
+        key: str,
+        fmt: str,
+        raw: RawBatch,
+        limit: int,
+        flush: Callable[[list[Entry], int], None],
+        output: str = LIST,
     ) -> list[Entry]:
         """Parse and validate ``raw`` in number order, counting each record
         done as it is. Every invalid record's ``(number, errors, truncated)``
         is collected; at least every ``FLUSH_SECONDS`` the collection goes to
         ``flush`` with the number of this batch's records done so far, so
-        that a stopped child loses only that little. Returns the rest."""
+        that a stopped child loses only that little. Returns the rest.
+        With ``output`` a specification format, an invalid record's errors
+        are its one output structure (``validation.outputs``)."""
         compiled = self._get(key)
         converters = self._columns(key, compiled, raw.header) if fmt == "csv" else None
         batch = parse_batch(fmt, raw, limit=limit, converters=converters)
@@ -150,7 +158,7 @@ class Evaluator:
             if error is not None:
                 entries.append((number, [error], False))
             elif not is_valid(value):
-                entries.append(self._entry(compiled, number, value))
+                entries.append(self._entry(compiled, number, value, output))
             done += 1
             progress.value = done
             if entries and clock() - flushed > FLUSH_SECONDS:
@@ -159,7 +167,10 @@ class Evaluator:
         return entries
 
     @staticmethod
-    def _entry(compiled: CompiledSchema, number: int, value: Any) -> Entry:
+    def _entry(compiled: CompiledSchema, number: int, value: Any, output: str = LIST) -> Entry:
+        if output != LIST:
+            ((_, structure, truncated),) = Evaluator._outputs(compiled, [value], RECORD_REPORT_BYTES, output)
+            return number, [structure], truncated
         errors, truncated = compiled.errors(value)
         kept, cut = ErrorBudget(MAX_ERRORS_PER_INSTANCE, RECORD_REPORT_BYTES).take(errors)
         return number, kept, truncated or cut
@@ -199,13 +210,13 @@ def _serve(evaluator: Evaluator, message: tuple[Any, ...], out: int) -> list[Any
         return ["loaded"]
     if kind == "check":
         return ["checked", evaluator.check(key, message[2], message[3], message[4])]
-    fmt, numbers, items, errors, header, limit = message[2:8]
+    fmt, numbers, items, errors, header, limit, output = message[2:9]
     raw = RawBatch(numbers, items, [tuple(error) for error in errors], header)  # type: ignore[misc]
 
     def flush(entries: list[Entry], done: int) -> None:
         channel.write_all(out, channel.reply(["entries", done, entries]))
 
-    return ["done", evaluator.records(key, fmt, raw, limit, flush)]
+    return ["done", evaluator.records(key, fmt, raw, limit, flush, output)]
 
 
 def _own_signals() -> None:

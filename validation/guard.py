@@ -66,11 +66,12 @@ class InlineGuard:
         limit: int,
         tick: Callable[[], None],
         may_stop: int,
+        output: str = LIST,
     ) -> Iterator[tuple[RawBatch, Outcome]]:
         self._evaluator.put(compiled.key, compiled)
         for raw in batches:
             outcome = Outcome()
-            rest = self._evaluator.records(compiled.key, fmt, raw, limit, _collector(outcome))
+            rest = self._evaluator.records(compiled.key, fmt, raw, limit, _collector(outcome), output)
             outcome.entries.extend(rest)
             yield raw, outcome
 
@@ -123,6 +124,7 @@ class Guard:
         limit: int,
         tick: Callable[[], None],
         may_stop: int,
+        output: str = LIST,
     ) -> Iterator[tuple[RawBatch, Outcome]]:
         """Judge the records of ``batches``, each within ``seconds``; yields
         every batch with its :class:`Outcome`, in order. Two batches are in
@@ -130,7 +132,7 @@ class Guard:
         validating this one. ``tick`` is called while waiting (what it raises
         stops the child and propagates). Raises TooManyStopped once more than
         ``may_stop`` records were stopped, and Failed."""
-        run = Pipeline(self.child, compiled, fmt, iter(batches), seconds, limit)
+        run = Pipeline(self.child, compiled, fmt, iter(batches), seconds, limit, output)
         try:
             yield from run.results(tick, may_stop)
         except BaseException:

@@ -95,6 +95,9 @@ class ValidationJob(models.Model):
     schema = models.ForeignKey(Schema, on_delete=models.PROTECT, related_name="jobs")
     format = models.CharField(max_length=8, choices=JobFormat.choices)
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    # How an invalid record is reported: Tollgate's list of errors, or one of
+    # the specification's output formats (flag, basic, detailed).
+    output = models.CharField(max_length=8, default="list")
 
     # The upload in default storage (emptied once a finished job's file is deleted).
     upload = models.CharField(max_length=255, blank=True)

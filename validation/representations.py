@@ -52,6 +52,7 @@ def job_summary(request: HttpRequest, job: ValidationJob) -> dict[str, Any]:
         "status": job.status,
         "schema": {"name": job.schema.name, "version": job.schema.version},
         "format": job.format,
+        "output": job.output,
         "progress": {"processed": job.processed, "total": job.total},
         "summary": {"valid": job.valid_count, "invalid": job.invalid_count},
         "created_at": _time(job.created_at),

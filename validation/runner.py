@@ -208,6 +208,7 @@ class _Run:
                 limit=limit,
                 tick=self.tick,
                 may_stop=self.max_stopped,
+                output=self.job.output,
             )
             try:
                 for raw, outcome in judged:

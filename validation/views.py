@@ -149,7 +149,9 @@ def jobs(request: HttpRequest) -> HttpResponse:
     """POST uploads a job (one request, then one unit per record); GET lists
     the account's jobs, newest first (one request)."""
     if request.method == "POST":
+        output = output_format(show.query_value(request, "output"))
         job = job_submit(
+            output=output,
             request=request,
             meter=request.meter,  # type: ignore[attr-defined]
             schema_reference=show.query_value(request, "schema"),

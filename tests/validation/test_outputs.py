@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema_rs
+import orjson
 import pytest
 
+from tests.factories import issue_key
 from tests.validation.conftest import Api
+from validation.runner import job_run
 
 OUTPUT_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -157,3 +160,22 @@ def test_a_huge_value_is_quoted_by_a_prefix_and_the_message_keeps_its_point(api:
     (error,) = body["errors"]
     assert len(error["message"]) < 300
     assert error["message"].endswith('is not of type "array"')
+
+
+def test_a_job_reports_each_invalid_record_in_the_chosen_format(db: None) -> None:
+    api = Api(issue_key(rate_limits="", quotas="1000/day").key)
+    assert api.register("thing", "1", SCHEMA).status_code == 201
+    body = b'{"id": 1, "kind": "a"}\n{"id": "x", "kind": "c"}\nnot json\n'
+    ndjson = "application/x-ndjson"
+    refused = api.client.post("/api/v1/jobs?schema=thing/1&output=verbose", body, content_type=ndjson)
+    assert refused.status_code == 400
+    response = api.client.post("/api/v1/jobs?schema=thing/1&output=basic", body, content_type=ndjson)
+    assert response.status_code == 202
+    assert job_run(job_id=response.json()["id"]) == "succeeded"
+    done = api.get(response.json()["url"]).json()
+    assert done["output"] == "basic" and done["summary"] == {"valid": 1, "invalid": 2}
+    report = [line for line in b"".join(api.get(f"{response.json()['url']}/errors").streaming_content).splitlines()]
+    first, second = (orjson.loads(line) for line in report)
+    (unit,) = first["errors"]
+    assert first["record"] == 2 and BASIC.is_valid(unit) and unit["valid"] is False
+    assert second["record"] == 3 and second["errors"][0]["code"] == "invalid_json"  # a record error stays one
