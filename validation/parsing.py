@@ -96,13 +96,12 @@ def _drop_deep(batch: Batch, limit: int) -> None:
 
 
 def _json_texts(raw: RawBatch, limit: int, label: str) -> Batch:
-    # The common case, at C speed: every record is a JSON document, and no
-    # integer in them is beyond 64 bits (one search over the whole batch says
-    # so; where it cannot, records are read one by one, exactly).
-    loads = exactjson.loads if exactjson.risky(b"\n".join(raw.items)) else orjson.loads
+    # The common case, at C speed: every record is a JSON document (read
+    # with integers exact, ``project.exactjson``).
+    decode = exactjson.decode
     try:
-        batch = Batch([loads(item) for item in raw.items], raw.numbers)
-    except orjson.JSONDecodeError:
+        batch = Batch([decode(item) for item in raw.items], raw.numbers)
+    except exactjson.DECODE_ERRORS:
         batch = _json_slow(raw, limit, label)
         _drop_deep(batch, limit)
     else:
