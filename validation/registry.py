@@ -20,13 +20,14 @@ account's ``$id`` never resolves.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from project import exactjson
 from validation.engine import draft_of
-from validation.models import Schema, SchemaResource
+from validation.models import NAME_PATTERN, VERSION_PATTERN, Schema, SchemaResource
 from validation.resources import Scan, at_pointer, scan
 from validation.uris import is_absolute, without_fragment
 
@@ -36,6 +37,8 @@ LATEST = "latest"
 INLINE_BASE = "json-schema:///"
 # The longest URI a schema may define with $id (an index key).
 MAX_URI_CHARS = 2048
+_NAME = re.compile(NAME_PATTERN)
+_VERSION = re.compile(VERSION_PATTERN)
 # Meta-schemas built into the engine: resolvable without the registry.
 _BUILT_IN = ("http://json-schema.org/", "https://json-schema.org/")
 
@@ -119,6 +122,8 @@ class Resolver:
 
     def _row(self, name: str, version: str, pointer: str = "") -> Resource | None:
         key = (name, version)
+        if not _NAME.fullmatch(name) or not _VERSION.fullmatch(version):
+            return None  # no such name can be registered (and a NUL byte must not reach PostgreSQL)
         if key not in self._rows:
             row = Schema.objects.filter(account_id=self.account_id, name=name, version=version).first()
             if row is None:

@@ -148,7 +148,12 @@ def _owners(pendings: list[Pending]) -> dict[str, str]:
     for pending in pendings:
         for uri in defined_ids(pending):
             if uri.startswith(URI_PREFIX) or len(uri) > MAX_URI_CHARS:
-                why = "is another schema's tollgate:// URI" if uri.startswith(URI_PREFIX) else "is too long"
+                why = (
+                    "is a tollgate:// URI, which only registration assigns (a relative $id resolves against "
+                    f"{pending.uri}: give an absolute one, such as https://example.com/{pending.name}.json)"
+                    if uri.startswith(URI_PREFIX)
+                    else f"is longer than {MAX_URI_CHARS} characters"
+                )
                 message = f"{pending.name}/{pending.version}: the $id {uri[:200]} {why}."
                 raise InvalidSchema(message, [{**_plain(message), "keyword": "$id"}])
             owner = owners.setdefault(uri, pending.name)

@@ -222,3 +222,11 @@ def test_refs_with_characters_rfc3986_does_not_allow_are_read_leniently(api: Api
     assert verdicts(api, "lenient/1")[0] is True
     response = api.post("/api/v1/validate", {"schema": "lenient/1", "instance": {"n": "x"}})
     assert response.json()["valid"] is False
+
+
+def test_an_id_may_not_claim_a_tollgate_uri(api: Api) -> None:
+    for schema in ({"$id": "tollgate://schemas/other/1"}, {"$id": "address.json"}):
+        response = api.register("addr", "1", schema)
+        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_schema"
+        assert "absolute" in response.json()["error"]["message"]
+    assert api.register("addr", "1", {"$id": "https://example.com/address.json"}).status_code == 201

@@ -3,11 +3,14 @@ before validating), limits."""
 
 from __future__ import annotations
 
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 
 from quotas.backends import get_backend
+from quotas.models import Plan
 from tests.conftest import bearer
 from tests.factories import issue_key
 from tests.validation.conftest import ORDER_SCHEMA, Api
@@ -151,3 +154,8 @@ def test_validation_needs_a_key(db: None) -> None:
 
     assert Client().post("/api/v1/validate", {}, content_type="application/json").status_code == 401
     assert Client(**bearer("tg_nope")).get("/api/v1/validate").status_code == 401
+
+
+def test_set_plan_sets_the_sync_body_limit(db: None) -> None:
+    call_command("set_plan", "bodies", "--max-sync-body-kb", "4", stdout=StringIO())
+    assert Plan.objects.get(name="bodies").max_sync_body_bytes == 4096
