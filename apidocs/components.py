@@ -51,6 +51,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "schema_not_found": (404, "No such schema (name/version) for this account."),
     "job_not_found": (404, "No such job for this account."),
     "schema_exists": (409, "This name and version are registered already; versions are immutable."),
+    "schema_id_taken": (409, "Another name of the account defines this `$id`; only its own versions may."),
     "job_finished": (409, "The job has finished and cannot be cancelled."),
     "report_unavailable": (409, "The job has no error report (yet)."),
     "report_expired": (410, "The job's files were deleted after the retention period (`VALIDATION_RETENTION_DAYS`)."),

@@ -242,6 +242,11 @@ VALIDATION_SCHEMA_COST_LIMIT = _env_number("VALIDATION_SCHEMA_COST_LIMIT", 25000
 # worker this long after the job finished; the row stays.
 VALIDATION_RETENTION_DAYS = _env_number("VALIDATION_RETENTION_DAYS", 7)
 
+# The largest JSON body of a synchronous call is the plan's max_sync_body_bytes,
+# never more than this ceiling: the body is held in memory, parsed whole, and
+# validated within VALIDATION_SYNC_TIME_LIMIT (batch jobs stream instead).
+VALIDATION_SYNC_BODY_CEILING_BYTES = _env_number("VALIDATION_SYNC_BODY_CEILING_BYTES", 64 * 1024 * 1024, int)
+
 # --- Object storage (uploads and error reports) ----------------------------
 # The local filesystem (MEDIA_ROOT) unless a bucket is named: then any
 # S3-compatible bucket (AWS S3, Cloudflare R2, Backblaze B2, MinIO, Heroku's

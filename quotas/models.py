@@ -42,6 +42,12 @@ class Plan(models.Model):
     max_sync_instances = models.PositiveIntegerField(
         default=100, help_text="The most instances one synchronous validation call may carry."
     )
+    # Django's own default (DATA_UPLOAD_MAX_MEMORY_SIZE), now per plan; the
+    # service caps it at VALIDATION_SYNC_BODY_CEILING_BYTES whatever it says.
+    max_sync_body_bytes = models.PositiveBigIntegerField(
+        default=2_621_440,
+        help_text="The largest JSON body of a synchronous call (validate, register a schema or a bundle), in bytes.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
