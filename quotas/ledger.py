@@ -1,0 +1,254 @@
+"""The usage ledger in the database: batches applied once, and what it holds.
+
+Redis is the fast path, the database the truth. Every admitted charge leaves
+its requests and units, per key and UTC day, in the account's usage hash
+(``charge.lua``'s KEYS[2]); the flusher (``quotas.flusher``) drains those
+hashes into :class:`Batch` es and :func:`ledger_apply` adds them to
+:class:`~quotas.models.UsageRecord` rows. Each batch carries a token drawn
+when Redis handed it out, and a batch is applied in the same transaction
+that records its token (:class:`~quotas.models.LedgerBatch`, unique): a
+batch handed out twice (its flusher killed before it acknowledged it, two
+flushers at once) is added once, and one that reached Redis is kept there
+until a flusher has applied it.
+
+The ledger is also where counters come back from (:func:`restore_state`),
+and what clients and operators read (``quotas.history``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
+
+from quotas.contract import DAY_MS, rate_field
+from quotas.models import Account, LedgerBatch, UsageRecord
+from quotas.policy import RateLimit, parse_rates
+
+log = logging.getLogger("tollgate.quotas")
+
+# A batch's token is remembered this long after it was applied. A batch is
+# acknowledged (deleted from Redis) right after, so only a batch left
+# unacknowledged longer than this (no flusher running for weeks) could be
+# applied twice.
+BATCH_RETENTION_DAYS = 35
+# Concurrent flushers: a batch recorded by another one between our read and
+# our insert rolls the transaction back; it is tried again.
+APPLY_ATTEMPTS = 5
+# Key id of the ledger rows that hold refunds (not tied to a key).
+REFUND_KEY = 0
+
+
+def epoch_day(day: dt.date) -> int:
+    """Days since 1970-01-01 (the day numbers of ``charge.lua``)."""
+    return (day - dt.date(1970, 1, 1)).days
+
+
+def day_of(number: int) -> dt.date:
+    return dt.date(1970, 1, 1) + dt.timedelta(days=number)
+
+
+@dataclass(slots=True)
+class Batch:
+    """Usage of one account handed out by Redis: per (key id, day number),
+    ``[requests, units, refunded]``."""
+
+    account_id: int
+    token: str
+    drained_ms: int
+    entries: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_fields(cls, account_id: int, fields: dict[str, str]) -> Batch:
+        """A batch from a drained hash: ``#`` its token, ``@`` when it was
+        drained, ``<key>:<day>:r|u|f`` requests, units and refunded units."""
+        batch = cls(account_id, fields.get("#", ""), int(fields.get("@", 0) or 0))
+        for name, value in fields.items():
+            key_id, _, rest = name.partition(":")
+            day, _, kind = rest.partition(":")
+            if kind not in ("r", "u", "f") or not key_id.isdigit() or not day.isdigit():
+                continue
+            entry = batch.entries.setdefault((int(key_id), int(day)), [0, 0, 0])
+            entry["ruf".index(kind)] += int(value)
+        return batch
+
+    @property
+    def units(self) -> int:
+        return sum(entry[1] for entry in self.entries.values())
+
+
+def _upsert_sql() -> str:
+    table = connection.ops.quote_name(UsageRecord._meta.db_table)
+    columns = ("account_id", "key_id", "day", "requests", "units", "refunded")
+    added = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in ("requests", "units", "refunded"))
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"  # noqa: S608
+        f" ON CONFLICT (account_id, key_id, day) DO UPDATE SET {added}"
+    )
+
+
+def _add(totals: dict[tuple[int, int, int], list[int]]) -> None:
+    """Add ``totals`` ((account, key, day number) -> [requests, units,
+    refunded]) to the ledger rows, creating the missing ones; inside the
+    caller's transaction."""
+    adapt = connection.ops.adapt_datefield_value
+    rows = [
+        (account_id, key_id, adapt(day_of(day)), *values)
+        for (account_id, key_id, day), values in sorted(totals.items())
+        if any(values)
+    ]
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.executemany(_upsert_sql(), rows)
+
+
+def ledger_apply(*, batches: list[Batch]) -> list[Batch]:
+    """Add to the ledger every batch whose token it has not recorded yet, in
+    one transaction with the tokens. Returns the batches the ledger now
+    holds (applied now or before): those the caller may acknowledge. Raises
+    DatabaseError (nothing applied)."""
+    if not batches:
+        return []
+    for attempt in range(APPLY_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                known = set(
+                    LedgerBatch.objects.filter(token__in={batch.token for batch in batches}).values_list(
+                        "account_id", "token"
+                    )
+                )
+                fresh = [batch for batch in batches if (batch.account_id, batch.token) not in known]
+                LedgerBatch.objects.bulk_create(
+                    LedgerBatch(account_id=batch.account_id, token=batch.token, drained_ms=batch.drained_ms)
+                    for batch in fresh
+                )
+                totals: dict[tuple[int, int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
+                for batch in fresh:
+                    for (key_id, day), values in batch.entries.items():
+                        total = totals[batch.account_id, key_id, day]
+                        for index, value in enumerate(values):
+                            total[index] += value
+                _add(totals)
+            return batches
+        except IntegrityError:
+            if attempt == APPLY_ATTEMPTS - 1:
+                raise
+            log.info("Ledger: another flusher applied some of these batches first; reading again")
+    return batches  # pragma: no cover (the loop returns or raises)
+
+
+def ledger_refund(*, account_id: int, units: int, day: dt.date) -> None:
+    """Record a refund of ``units`` reserved on ``day`` straight in the
+    ledger (used when the counters it was reserved in are gone, see
+    ``quotas.redis_backend.RedisBackend.refund``). Raises DatabaseError."""
+    with transaction.atomic():
+        _add({(account_id, REFUND_KEY, epoch_day(day)): [0, -units, units]})
+
+
+def fence_refund(*, account_id: int, units: int, at_ms: int, created_ms: int | None) -> bool:
+    """A refund of units reserved at ``at_ms`` in counters that are gone
+    (the current ones were created at ``created_ms``, or not yet: None):
+    recorded in the ledger if it holds the reservation, else dropped (it was
+    lost with those counters). Returns whether it was recorded. Raises
+    DatabaseError."""
+    if drained_since(account_id=account_id, since_ms=at_ms, until_ms=created_ms):
+        ledger_refund(account_id=account_id, units=units, day=day_of(at_ms // DAY_MS))
+        log.warning(
+            "Refund of %s units to account %s recorded in the ledger only: the counters they were reserved in "
+            "were lost (restored from the ledger since)",
+            units,
+            account_id,
+        )
+        return True
+    log.warning(
+        "Refund of %s units to account %s dropped: the counters they were reserved in were lost before the "
+        "reservation reached the ledger",
+        units,
+        account_id,
+    )
+    return False
+
+
+def drained_since(*, account_id: int, since_ms: int, until_ms: int | None) -> bool:
+    """Whether the ledger holds a batch of the account drained within
+    ``[since_ms, until_ms)``: then everything the account used before
+    ``since_ms`` in the counters of that time is in the ledger."""
+    batches = LedgerBatch.objects.filter(account_id=account_id, drained_ms__gte=since_ms)
+    if until_ms is not None:
+        batches = batches.filter(drained_ms__lt=until_ms)
+    return batches.exists()
+
+
+def ledger_prune(*, now: dt.datetime) -> int:
+    """Forget the tokens of batches applied more than BATCH_RETENTION_DAYS
+    ago. Returns how many."""
+    deleted, _ = LedgerBatch.objects.filter(applied_at__lt=now - dt.timedelta(days=BATCH_RETENTION_DAYS)).delete()
+    return deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """An account's counters as the ledger has them at ``now_ms``: units of
+    the UTC day and month, and per key hash field a GCRA state."""
+
+    day_units: int
+    month_units: int
+    rates: dict[str, str]
+
+
+def _tat(now_ms: int, rate: RateLimit, requests: int) -> str:
+    """A GCRA state as if ``requests`` (at most the limit) had all been
+    admitted just now: ``"<ms>:<frac>"`` of ``charge.lua``."""
+    spent = min(requests, rate.count) * rate.period_ms
+    return f"{now_ms + spent // rate.count}:{spent % rate.count}"
+
+
+def restore_state(*, account_id: int, now_ms: int) -> Restored:
+    """The account's counters rebuilt from the ledger (two queries).
+
+    Quotas get the units the ledger holds for the current UTC day and month.
+    Rate limits cannot be rebuilt exactly (the ledger counts per day), so
+    they are rebuilt conservatively: for each key and rate limit, the
+    requests the ledger holds on the UTC days the limit's period reaches
+    back into are taken as made just now, up to the limit; the limit then
+    refills at its own pace. Never more is admitted than exact GCRA would
+    admit; at most one period of a key's limit is lost. Raises DatabaseError.
+    """
+    today = dt.datetime.fromtimestamp(now_ms / 1000, tz=dt.UTC).date()
+    month_start = today.replace(day=1)
+    plan = Account.objects.filter(pk=account_id).values_list("plan__rate_limits", flat=True).first()
+    rates = parse_rates(plan) if plan else ()
+    longest = max((rate.period_ms for rate in rates), default=0)
+    earliest = min(month_start, day_of((now_ms - longest) // DAY_MS))
+    rows = UsageRecord.objects.filter(account_id=account_id, day__gte=earliest, day__lte=today)
+    day_units = month_units = 0
+    requests: dict[int, dict[int, int]] = defaultdict(dict)
+    for key_id, day, day_requests, units in rows.values_list("key_id", "day", "requests", "units"):
+        if day == today:
+            day_units += units
+        if day >= month_start:
+            month_units += units
+        if key_id != REFUND_KEY and day_requests > 0:
+            requests[key_id][epoch_day(day)] = day_requests
+    fields: dict[str, str] = {}
+    for key_id, by_day in requests.items():
+        for rate in rates:
+            first = (now_ms - rate.period_ms) // DAY_MS
+            made = sum(count for number, count in by_day.items() if number >= first)
+            if made > 0:
+                fields[rate_field(key_id, rate)] = _tat(now_ms, rate, made)
+    return Restored(max(day_units, 0), max(month_units, 0), fields)
+
+
+def account_usage(*, account_ids: list[int], since: dt.date, until: dt.date) -> dict[int, int]:
+    """Units per account in the ledger between two UTC days (inclusive)."""
+    rows = (
+        UsageRecord.objects.filter(account_id__in=account_ids, day__gte=since, day__lte=until)
+        .values_list("account_id")
+        .annotate(total=Sum("units"))
+    )
+    return dict(rows)  # type: ignore[arg-type]
