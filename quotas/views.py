@@ -24,19 +24,22 @@ def usage(request: HttpRequest) -> HttpResponse:
     meter = request.meter  # type: ignore[attr-defined]
     record, decision = meter.record, meter.decision
     limits = []
-    for state in decision.states if decision else ():
+    rates = len(record.subject.rates) if decision else 0
+    for index, state in enumerate(decision.states if decision else ()):
         reset_at = decision.reset_at(state)
-        limits.append(
-            {
-                "name": state.name,
-                "kind": state.kind,
-                "limit": state.limit,
-                "window_seconds": state.window,
-                "remaining": state.remaining,
-                "reset_seconds": state.reset,
-                "reset_at": datetime.fromtimestamp(reset_at, tz=UTC).isoformat().replace("+00:00", "Z"),
-            }
-        )
+        limit = {
+            "name": state.name,
+            "kind": state.kind,
+            "limit": state.limit,
+            "window_seconds": state.window,
+            "remaining": state.remaining,
+            "reset_seconds": state.reset,
+            "reset_at": datetime.fromtimestamp(reset_at, tz=UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if state.kind == "quota":
+            # Units counted in this window (leased ones until given back).
+            limit["used"] = decision.reply.used[index - rates]
+        limits.append(limit)
     return json_response(
         {
             "account": record.account_name,
