@@ -33,6 +33,14 @@ class Period:
         return self.start.isoformat() if granularity == "day" else self.start.strftime("%Y-%m")
 
 
+def parse_month(text: str) -> dt.date:
+    """``YYYY-MM`` as the month's first day; ValueError if malformed."""
+    year, sep, month = text.partition("-")
+    if not (sep and len(year) == 4 and len(month) == 2 and year.isdigit() and month.isdigit()):
+        raise ValueError(text)
+    return dt.date(int(year), int(month), 1)
+
+
 def month_start(day: dt.date) -> dt.date:
     return day.replace(day=1)
 
