@@ -26,7 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 
 from quotas.contract import DAY_MS, rate_field
-from quotas.models import Account, LedgerBatch, UsageRecord
+from quotas.models import Account, CounterEpoch, LedgerBatch, UsageRecord
 from quotas.policy import RateLimit, parse_rates
 
 log = logging.getLogger("tollgate.quotas")
@@ -252,3 +252,37 @@ def account_usage(*, account_ids: list[int], since: dt.date, until: dt.date) -> 
         .annotate(total=Sum("units"))
     )
     return dict(rows)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStatus:
+    """What the operations page and ``/admin/health/redis`` say about the
+    ledger: when Redis was last found to have lost its data (the counters
+    are restored from the ledger since, account by account), and when a
+    batch was last applied."""
+
+    counters_restored_at: dt.datetime | None
+    last_flush_at: dt.datetime | None
+
+    @property
+    def recently_restored(self) -> bool:
+        """Within the last day: the operations page says so in a banner."""
+        moment = self.counters_restored_at
+        return moment is not None and moment > dt.datetime.now(tz=dt.UTC) - dt.timedelta(days=1)
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "counters_restored_at": _iso(self.counters_restored_at),
+            "last_flush_at": _iso(self.last_flush_at),
+        }
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def ledger_status() -> LedgerStatus:
+    """Two small queries. Raises DatabaseError."""
+    lost = CounterEpoch.objects.filter(lost=True).order_by("-seen_at").values_list("seen_at", flat=True).first()
+    flushed = LedgerBatch.objects.order_by("-applied_at").values_list("applied_at", flat=True).first()
+    return LedgerStatus(lost, flushed)

@@ -328,6 +328,23 @@ class RedisBackend:
         run_id = client.info("server").get("run_id", "")
         return _text(token), str(run_id)
 
+    def durability(self) -> dict[str, Any]:
+        """What Redis keeps through a restart and under memory pressure:
+        ``aof`` and ``rdb`` (None: unknown, CONFIG is disabled on many
+        managed services) and ``maxmemory_policy`` (from INFO, always)."""
+        client = self.client()
+        info = client.info("persistence") | client.info("memory")
+        rdb: bool | None
+        try:
+            rdb = bool(client.config_get("save").get("save"))
+        except ResponseError:
+            rdb = None
+        return {
+            "aof": bool(info.get("aof_enabled")),
+            "rdb": rdb,
+            "maxmemory_policy": info.get("maxmemory_policy"),
+        }
+
     def server_info(self) -> dict[str, Any]:
         """Facts about the Redis server, from an allowlist: never its
         configuration or credentials."""

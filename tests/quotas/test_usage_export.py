@@ -63,7 +63,7 @@ def test_export_usage_writes_a_month_per_account_and_key_as_csv(billed) -> None:
 
 
 def test_export_usage_as_json(billed) -> None:  # type: ignore[no-untyped-def]
-    first, second, _ = billed
+    first, _, _ = billed
     out = io.StringIO()
     call_command("export_usage", "--month", "2025-12", "--format", "json", stdout=out)
     rows = json.loads(out.getvalue())
