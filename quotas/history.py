@@ -112,12 +112,11 @@ def usage_export(*, month: dt.date, account_ids: list[int] | None = None) -> lis
     rows = UsageRecord.objects.filter(day__gte=month, day__lt=next_month(month))
     if account_ids is not None:
         rows = rows.filter(account_id__in=account_ids)
-    sums = (
+    sums = list(
         rows.values("account_id", "key_id")
         .annotate(requests=Sum("requests"), units=Sum("units"), refunded=Sum("refunded"))
         .order_by("account_id", "key_id")
     )
-    sums = list(sums)
     accounts = {
         account.pk: account
         for account in Account.objects.select_related("plan").filter(pk__in={row["account_id"] for row in sums})
