@@ -16,7 +16,7 @@ from django.db.models import Sum
 from django.test import Client
 from django.test.utils import override_settings
 
-from quotas.backends import get_backend, process_flusher
+from quotas.backends import get_backend, process_flusher, reset_backends
 from quotas.contract import Backend, Charge, Subject
 from quotas.flusher import Flusher
 from quotas.ledger import Batch, ledger_apply, restore_state
@@ -25,6 +25,7 @@ from quotas.models import Account, CounterEpoch, LedgerBatch, UsageRecord
 from quotas.policy import parse_quotas, parse_rates
 from quotas.redis_backend import RedisBackend
 from tests.conftest import bearer
+from tests.quotas.conftest import MEMORY_CACHES
 from tests.factories import issue_key
 from tests.redis_server import RedisServer
 
@@ -281,3 +282,24 @@ def test_meter_survives_the_flusher(client: Client, own_redis: RedisServer) -> N
     assert process_meter() is process_meter()
     flush()
     assert ledger_units(Account.objects.get().pk) == 10
+
+
+def test_demo_mode_flushes_to_the_ledger_and_restores_after_a_restart(client: Client) -> None:
+    reset_backends()
+    with override_settings(DEMO_MODE=True, CACHES=MEMORY_CACHES, REDIS_URL="", USAGE_FLUSH_INTERVAL=0.05):
+        issued = issue_key(rate_limits="", quotas="20/day")
+        flusher = Flusher(backend=get_backend)
+        flusher.start()
+        try:
+            assert pings(client, issued.key, 12) == {200: 12}
+            deadline = time.monotonic() + 10
+            while ledger_units() < 12 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            flusher.stop()
+        assert ledger_units() == 12
+        reset_backends()  # the process restarts: its counters are gone
+        process_meter.cache_clear()
+        assert used(client, issued.key)["daily-quota"]["used"] == 12
+        assert pings(client, issued.key, 10) == {200: 8, 429: 2}
+    reset_backends()
