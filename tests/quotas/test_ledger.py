@@ -25,8 +25,8 @@ from quotas.models import Account, CounterEpoch, LedgerBatch, UsageRecord
 from quotas.policy import parse_quotas, parse_rates
 from quotas.redis_backend import RedisBackend
 from tests.conftest import bearer
-from tests.quotas.conftest import MEMORY_CACHES
 from tests.factories import issue_key
+from tests.quotas.conftest import MEMORY_CACHES
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
