@@ -228,7 +228,7 @@ def evaluate(
     if pending is not None:
 
         def usage(day: int, requests: int, units: int) -> None:
-            for suffix, value in ((":r", requests), (":u", units)):
+            for suffix, value in ((":r", requests), (":d", units - requests)):
                 if value:
                     name = f"{subject.key_id}:{day}{suffix}"
                     pending[name] = pending.get(name, 0) + value

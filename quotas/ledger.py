@@ -65,15 +65,23 @@ class Batch:
     @classmethod
     def from_fields(cls, account_id: int, fields: dict[str, str]) -> Batch:
         """A batch from a drained hash: ``#`` its token, ``@`` when it was
-        drained, ``<key>:<day>:r|u|f`` requests, units and refunded units."""
+        drained, ``<key>:<day>:r|d|f`` requests, units minus requests, and
+        refunded units (``charge.lua``'s header)."""
         batch = cls(account_id, fields.get("#", ""), int(fields.get("@", 0) or 0))
         for name, value in fields.items():
             key_id, _, rest = name.partition(":")
             day, _, kind = rest.partition(":")
-            if kind not in ("r", "u", "f") or not key_id.isdigit() or not day.isdigit():
+            if kind not in ("r", "d", "f") or not key_id.isdigit() or not day.isdigit():
                 continue
             entry = batch.entries.setdefault((int(key_id), int(day)), [0, 0, 0])
-            entry["ruf".index(kind)] += int(value)
+            count = int(value)
+            if kind == "r":
+                entry[0] += count
+                entry[1] += count
+            elif kind == "d":
+                entry[1] += count
+            else:
+                entry[2] += count
         return batch
 
     @property

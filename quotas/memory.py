@@ -128,7 +128,7 @@ class MemoryBackend:
                         fields[field] = f"{stored_window}:{max(int(used) - units, 0)}"
                 pending = self._pending.setdefault(account_id, {})
                 day = at_ms // DAY_MS
-                pending[f"0:{day}:u"] = pending.get(f"0:{day}:u", 0) - units
+                pending[f"0:{day}:d"] = pending.get(f"0:{day}:d", 0) - units
                 pending[f"0:{day}:f"] = pending.get(f"0:{day}:f", 0) + units
         if fenced:
             fence_refund(account_id=account_id, units=units, at_ms=at_ms, created_ms=created or None)

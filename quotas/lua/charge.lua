@@ -3,7 +3,8 @@ charge.lua: check every rate limit and quota of one request and commit all of
 them or none; optionally lease more of them to the calling process, and take
 back what an earlier lease did not use. One EVALSHA per request; inside, one
 HMGET and, when something changes, one HSET (plus a PEXPIRE about once a month),
-and for the usage ledger one or two HINCRBY.
+and for the usage ledger one HINCRBY (two when a call's units are not its
+requests).
 
 This header is the layout's only description. quotas/codec.py encodes these
 arguments and decodes the reply; quotas/evaluation.py is the same logic in
@@ -28,7 +29,9 @@ first one's fields:
                     before it are fenced (refund.lua)
 KEYS[2] (usage not yet in the ledger, drained by quotas.ledger):
   <key>:<day>:r     requests admitted on a UTC day (days since the epoch)
-  <key>:<day>:u     units consumed that day (leased ones count until given back)
+  <key>:<day>:d     units consumed that day minus those requests (leased ones
+                    count until given back); absent while they are equal, so
+                    a plain request costs one HINCRBY
 
 ARGV, the part fixed for a key record and its quota windows first:
   [1] generation  [2] R (rate limits)  [3] Q (quotas)  [4] key id
@@ -332,10 +335,14 @@ if b_touched then write(b_field, b_sid .. ":" .. b_n) end
 local day = math.floor(tonumber(m_id) / 1440)
 local function usage(at_day, requests, units)
   local prefix = ARGV[4] .. ":" .. at_day
-  if requests ~= 0 and redis.call("HINCRBY", KEYS[2], prefix .. ":r", requests) == requests then
-    redis.call("PEXPIRE", KEYS[2], ttl)
+  local new = false
+  if requests ~= 0 then
+    new = redis.call("HINCRBY", KEYS[2], prefix .. ":r", requests) == requests
   end
-  if units ~= 0 and redis.call("HINCRBY", KEYS[2], prefix .. ":u", units) == units and requests == 0 then
+  if units ~= requests then
+    new = redis.call("HINCRBY", KEYS[2], prefix .. ":d", units - requests) == units - requests or new
+  end
+  if new then
     redis.call("PEXPIRE", KEYS[2], ttl)
   end
 end

@@ -7,7 +7,7 @@ KEYS[1] the account's usage ("tg:{a42}:u")  KEYS[2] its batch ("tg:{a42}:b")
 ARGV[1] a fresh token
 
 Example: EVALSHA <sha> 2 tg:{a42}:u tg:{a42}:b 3f9a...  ->
-         {"17:20783:r", "12", "17:20783:u", "40", "#", "3f9a...", "@", "1795694400123"}
+         {"17:20783:r", "12", "17:20783:d", "28", "#", "3f9a...", "@", "1795694400123"}
 
 Reply: the batch's fields (HGETALL): the usage fields of charge.lua, "#" its
 token and "@" when it was first handed out (ms, the server's clock); empty

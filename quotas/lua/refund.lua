@@ -18,7 +18,7 @@ counters then hold units used since, which a refund must never take, so
 nothing is changed (quotas.redis_backend decides what the ledger gets).
 Otherwise the units leave each window that is still the current one for its
 field, and the usage hash notes them on the reservation's day for key 0
-(":u" minus the units, ":f" plus them).
+(":d" minus the units, ":f" plus them).
 ]]
 if #KEYS ~= 2 or #ARGV < 6 or #ARGV % 2 ~= 0 then
   return redis.error_reply("refund.lua: expected 2 keys, 4 arguments and field/window pairs")
@@ -42,7 +42,7 @@ for i = 5, #ARGV, 2 do
   end
 end
 local prefix = "0:" .. ARGV[3]
-redis.call("HINCRBY", KEYS[2], prefix .. ":u", -units)
+redis.call("HINCRBY", KEYS[2], prefix .. ":d", -units)
 redis.call("HINCRBY", KEYS[2], prefix .. ":f", units)
 redis.call("PEXPIRE", KEYS[2], ttl)
 return {changed, created or ""}

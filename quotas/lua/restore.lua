@@ -39,7 +39,7 @@ for k = 2, 3 do
   local flat = redis.call("HGETALL", KEYS[k])
   for i = 1, #flat, 2 do
     local day, kind = string.match(flat[i], "^%d+:(%d+):(%a)$")
-    if kind == "u" then
+    if kind == "r" or kind == "d" then  -- units are requests plus the difference
       day = tonumber(day)
       if day == today then day_units = day_units + tonumber(flat[i + 1]) end
       if day >= first and day <= today then month_units = month_units + tonumber(flat[i + 1]) end

@@ -267,7 +267,7 @@ def test_the_process_flusher_is_a_thread_that_flushes_until_stopped(client: Clie
 
 
 def test_a_batch_from_redis_parses_its_fields() -> None:
-    batch = Batch.from_fields(4, {"#": "t", "@": "17", "9:20000:r": "2", "9:20000:u": "5", "0:20000:f": "3", "x": "1"})
+    batch = Batch.from_fields(4, {"#": "t", "@": "17", "9:20000:r": "2", "9:20000:d": "3", "0:20000:f": "3", "x": "1"})
     assert (batch.token, batch.drained_ms) == ("t", 17)
     assert batch.entries == {(9, 20000): [2, 5, 0], (0, 20000): [0, 0, 3]}
 
