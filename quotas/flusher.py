@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, close_old_connections
+from django.db import DatabaseError, IntegrityError, connections
 from django.utils import timezone
 
 from quotas.contract import Backend
@@ -48,6 +48,8 @@ log = logging.getLogger("tollgate.quotas.ledger")
 DEFAULT_INTERVAL = 1.0
 # Tokens of applied batches are pruned this often (quotas.ledger.BATCH_RETENTION_DAYS).
 PRUNE_SECONDS = 3600.0
+# A flush failing pass after pass is logged once a minute, not every pass.
+FAILURE_LOG_SECONDS = 60.0
 
 
 def flush_interval() -> float:
@@ -85,7 +87,7 @@ class Flusher:
         applied = ledger_apply(batches=batches)
         if applied:
             backend.ack(applied)
-        if time.monotonic() - self._pruned_at > PRUNE_SECONDS:
+        if applied and time.monotonic() - self._pruned_at > PRUNE_SECONDS:  # an idle flusher writes nothing
             self._pruned_at = time.monotonic()
             ledger_prune(now=timezone.now())
         requests = sum(entry[0] for batch in applied for entry in batch.entries.values())
@@ -94,7 +96,10 @@ class Flusher:
     def check_epoch(self) -> bool:
         """Whether Redis lost its data since the last recorded epoch (then
         logged and recorded once, by whichever flusher sees it first)."""
-        token, run_id = self.backend().epoch(secrets.token_hex(16))
+        backend = self.backend()
+        token, run_id = backend.epoch(secrets.token_hex(16))
+        if backend.name == "memory":  # DEMO_MODE: the counters live as long as the process, by design
+            return False
         if token == self._epoch:
             if run_id and self._run_id and run_id != self._run_id:
                 log.info("Redis restarted (run id %s) and kept its data (epoch %s)", run_id[:8], token[:8])
@@ -122,21 +127,32 @@ class Flusher:
     def run(self) -> None:
         """Flush every interval until :meth:`stop`; errors are logged and the
         next pass tries again. A last pass runs when stopped."""
+        failing_since: float | None = None
         while True:
             stopping = self._stop.wait(flush_interval())
-            close_old_connections()
             try:
                 report = self.flush()
+                if failing_since is not None:
+                    log.info("Ledger flushes work again")
+                    failing_since = None
                 if report.batches:
                     log.debug(
                         "Ledger: %s batch(es), %s requests, %s units", report.batches, report.requests, report.units
                     )
             except (*REDIS_DOWN, DatabaseError) as exc:
-                log.warning("Ledger flush failed (%s: %s); retrying", type(exc).__name__, exc)
+                # Once when it starts, then once a minute while it lasts.
+                now = time.monotonic()
+                if failing_since is None or now - failing_since >= FAILURE_LOG_SECONDS:
+                    failing_since = now
+                    log.warning("Ledger flush failed (%s); usage waits in Redis, retrying", type(exc).__name__)
             except Exception:
                 log.exception("Ledger flush failed; retrying")
+            finally:
+                # This thread's database connection is closed after every
+                # pass: the RQ worker forks a work horse per job, which must
+                # not inherit an open database socket (as its sweeps do).
+                connections.close_all()
             if stopping:
-                close_old_connections()
                 return
 
     def start(self, *, follow_forks: bool = False) -> threading.Thread:

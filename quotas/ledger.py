@@ -22,8 +22,9 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from quotas.contract import DAY_MS, rate_field
 from quotas.models import Account, CounterEpoch, LedgerBatch, UsageRecord
@@ -36,9 +37,8 @@ log = logging.getLogger("tollgate.quotas")
 # unacknowledged longer than this (no flusher running for weeks) could be
 # applied twice.
 BATCH_RETENTION_DAYS = 35
-# Concurrent flushers: a batch recorded by another one between our read and
-# our insert rolls the transaction back; it is tried again.
-APPLY_ATTEMPTS = 5
+# Batch tokens recorded per statement.
+TOKEN_CHUNK = 500
 # Key id of the ledger rows that hold refunds (not tied to a key).
 REFUND_KEY = 0
 
@@ -114,6 +114,29 @@ def _add(totals: dict[tuple[int, int, int], list[int]]) -> None:
             cursor.executemany(_upsert_sql(), rows)
 
 
+def _record_tokens(batches: list[Batch]) -> list[Batch]:
+    """Record the batches' tokens, inside the caller's transaction; returns
+    those recorded now (the others the ledger held already). One write
+    first, never a read then a write: SQLite then waits for a concurrent
+    writer instead of failing, and PostgreSQL makes a concurrent insert of
+    the same token wait for this transaction and then do nothing."""
+    table = connection.ops.quote_name(LedgerBatch._meta.db_table)
+    applied_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    fresh: set[tuple[int, str]] = set()
+    for start in range(0, len(batches), TOKEN_CHUNK):
+        chunk = batches[start : start + TOKEN_CHUNK]
+        sql = (
+            f"INSERT INTO {table} (account_id, token, drained_ms, applied_at) VALUES "  # noqa: S608
+            + ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+            + " ON CONFLICT (account_id, token) DO NOTHING RETURNING account_id, token"
+        )
+        params = [value for batch in chunk for value in (batch.account_id, batch.token, batch.drained_ms, applied_at)]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            fresh.update((int(account_id), token) for account_id, token in cursor.fetchall())
+    return [batch for batch in batches if (batch.account_id, batch.token) in fresh]
+
+
 def ledger_apply(*, batches: list[Batch]) -> list[Batch]:
     """Add to the ledger every batch whose token it has not recorded yet, in
     one transaction with the tokens. Returns the batches the ledger now
@@ -121,32 +144,15 @@ def ledger_apply(*, batches: list[Batch]) -> list[Batch]:
     DatabaseError (nothing applied)."""
     if not batches:
         return []
-    for attempt in range(APPLY_ATTEMPTS):
-        try:
-            with transaction.atomic():
-                known = set(
-                    LedgerBatch.objects.filter(token__in={batch.token for batch in batches}).values_list(
-                        "account_id", "token"
-                    )
-                )
-                fresh = [batch for batch in batches if (batch.account_id, batch.token) not in known]
-                LedgerBatch.objects.bulk_create(
-                    LedgerBatch(account_id=batch.account_id, token=batch.token, drained_ms=batch.drained_ms)
-                    for batch in fresh
-                )
-                totals: dict[tuple[int, int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
-                for batch in fresh:
-                    for (key_id, day), values in batch.entries.items():
-                        total = totals[batch.account_id, key_id, day]
-                        for index, value in enumerate(values):
-                            total[index] += value
-                _add(totals)
-            return batches
-        except IntegrityError:
-            if attempt == APPLY_ATTEMPTS - 1:
-                raise
-            log.info("Ledger: another flusher applied some of these batches first; reading again")
-    return batches  # pragma: no cover (the loop returns or raises)
+    with transaction.atomic():
+        totals: dict[tuple[int, int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
+        for batch in _record_tokens(batches):
+            for (key_id, day), values in batch.entries.items():
+                total = totals[batch.account_id, key_id, day]
+                for index, value in enumerate(values):
+                    total[index] += value
+        _add(totals)
+    return batches
 
 
 def ledger_refund(*, account_id: int, units: int, day: dt.date) -> None:
