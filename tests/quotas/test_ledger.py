@@ -10,8 +10,10 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
+from unittest import mock
 
 import pytest
+from django.db import OperationalError
 from django.db.models import Sum
 from django.test import Client
 from django.test.utils import override_settings
@@ -303,3 +305,16 @@ def test_demo_mode_flushes_to_the_ledger_and_restores_after_a_restart(client: Cl
         assert used(client, issued.key)["daily-quota"]["used"] == 12
         assert pings(client, issued.key, 10) == {200: 8, 429: 2}
     reset_backends()
+
+
+def test_without_the_ledger_a_lost_account_is_not_admitted(client: Client, own_redis: RedisServer) -> None:
+    issued = issue_key(rate_limits="", quotas="10/day")
+    assert pings(client, issued.key, 3) == {200: 3}
+    flush()
+    own_redis.restart()
+    # The database does not answer the restore: 503, nothing admitted, nothing created.
+    with mock.patch("quotas.redis_backend.restore_state", side_effect=OperationalError("database down")):
+        response = client.get("/api/v1/ping", **bearer(issued.key))
+    assert response.status_code == 503 and response.json()["error"]["code"] == "service_unavailable"
+    assert own_redis.client().keys("tg:{a*}") == []
+    assert used(client, issued.key)["daily-quota"]["used"] == 3
