@@ -33,6 +33,9 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         503,
         "Redis is unreachable and `RATELIMIT_FAIL_MODE=closed`: refused rather than served unmetered.",
     ),
+    # quotas (usage history)
+    "invalid_usage_query": (400, "A parameter of `/usage/history` is malformed or out of range; `details.parameter`."),
+    "unknown_key": (404, "No API key of the caller's account has the prefix given in `key`."),
     # validation
     "invalid_request": (400, "A field is missing, of the wrong type or out of range; `details` says which."),
     "invalid_schema": (400, "The schema is not valid for its draft; `details.errors` lists the meta-schema errors."),

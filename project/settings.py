@@ -105,6 +105,11 @@ REDIS_SSL_CERT_REQS = _env_choice("REDIS_SSL_CERT_REQS", redis_config.SSL_CERT_R
 # in the round trip of one (quotas.leases); false: one round trip per request.
 RATELIMIT_LEASES = _env_bool("RATELIMIT_LEASES", default=True)
 
+# --- Usage ledger (quotas.ledger, quotas.flusher) --------------------------
+# How often the worker's flusher moves usage from Redis to the database, in
+# seconds: also the most usage a Redis that loses its data can take with it.
+USAGE_FLUSH_INTERVAL = _env_number("USAGE_FLUSH_INTERVAL", 1)
+
 INSTALLED_APPS = [
     # First, so its runserver and rqworker (with the Redis gate) win.
     "project.apps.ProjectConfig",
