@@ -33,6 +33,16 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         503,
         "Redis is unreachable and `RATELIMIT_FAIL_MODE=closed`: refused rather than served unmetered.",
     ),
+    # idempotency (every POST)
+    "invalid_idempotency_key": (400, "`Idempotency-Key` is empty, longer than 255 characters or not printable ASCII."),
+    "idempotency_key_reused": (
+        422,
+        "This `Idempotency-Key` was used for a different request (method, path, query or body); use a new key.",
+    ),
+    "idempotency_in_progress": (
+        409,
+        "The first request with this `Idempotency-Key` is still running; retry after `Retry-After`.",
+    ),
     # validation
     "invalid_request": (400, "A field is missing, of the wrong type or out of range; `details` says which."),
     "invalid_schema": (400, "The schema is not valid for its draft; `details.errors` lists the meta-schema errors."),

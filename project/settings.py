@@ -120,6 +120,8 @@ INSTALLED_APPS = [
     "validation.apps.ValidationConfig",
     "health.apps.HealthConfig",
     "apidocs.apps.ApiDocsConfig",
+    "idempotency.apps.IdempotencyConfig",
+    "webhooks.apps.WebhooksConfig",
 ]
 
 MIDDLEWARE = [
@@ -132,6 +134,9 @@ MIDDLEWARE = [
     "project.middleware.ApiErrorMiddleware",
     # Authenticates and meters /api/ before any other view middleware runs.
     "quotas.middleware.QuotaMiddleware",
+    # Idempotency-Key on POST /api/v1/: right after the key is known, before
+    # the view charges anything.
+    "idempotency.middleware.IdempotencyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -239,6 +244,16 @@ VALIDATION_SCHEMA_COST_LIMIT = _env_number("VALIDATION_SCHEMA_COST_LIMIT", 25000
 # A finished job's files (its upload, its error report) are deleted by the
 # worker this long after the job finished; the row stays.
 VALIDATION_RETENTION_DAYS = _env_number("VALIDATION_RETENTION_DAYS", 7)
+
+# --- Idempotency keys and webhooks ------------------------------------------
+# The first answer to an Idempotency-Key is replayed for this many hours.
+IDEMPOTENCY_KEY_HOURS = _env_number("IDEMPOTENCY_KEY_HOURS", 24)
+# Webhook deliveries may go to private and loopback addresses (tests, make run).
+WEBHOOKS_ALLOW_PRIVATE = _env_bool("WEBHOOKS_ALLOW_PRIVATE")
+# The first retry of a failed delivery waits this long, each next one twice
+# as long (at most 6 h), until WEBHOOK_RETRY_HOURS after the event.
+WEBHOOK_RETRY_BASE_SECONDS = _env_number("WEBHOOK_RETRY_BASE_SECONDS", 30)
+WEBHOOK_RETRY_HOURS = _env_number("WEBHOOK_RETRY_HOURS", 72)
 
 # --- Object storage (uploads and error reports) ----------------------------
 # The local filesystem (MEDIA_ROOT) unless a bucket is named: then any

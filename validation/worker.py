@@ -1,7 +1,8 @@
 """The RQ worker class of ``manage.py rqworker`` (``settings.RQ["WORKER_CLASS"]``).
 
 It is RQ's forking worker plus the recovery sweep
-(``validation.recovery``), run in the worker's main process:
+(``validation.recovery``; with it, the expiry of idempotency keys and the
+hand-over of due webhook deliveries), run in the worker's main process:
 
 - when the worker starts, and then every ``VALIDATION_RECOVERY_INTERVAL``
   seconds while it waits for jobs (the blocking dequeue is cut into slices
@@ -24,6 +25,7 @@ from django.db import connections
 from redis import ConnectionPool, Redis
 from rq.worker import Worker
 
+from idempotency.services import keys_expire_safely
 from validation.recovery import jobs_recover_safely
 
 DEFAULT_RECOVERY_INTERVAL = 10.0
@@ -59,6 +61,7 @@ class ValidationWorker(Worker):
         self._last_sweep = now
         try:
             report = jobs_recover_safely()
+            expired = keys_expire_safely()
         finally:
             connections.close_all()
         if report:
@@ -70,6 +73,8 @@ class ValidationWorker(Worker):
                 len(report.refunded),
                 len(report.expired),
             )
+        if expired:
+            self.log.info("Worker %s: deleted %s expired idempotency key(s)", self.name, expired)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         """Wait for a job in slices of the recovery interval, sweeping
