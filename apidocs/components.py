@@ -43,6 +43,12 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         409,
         "The first request with this `Idempotency-Key` is still running; retry after `Retry-After`.",
     ),
+    # webhooks
+    "invalid_webhook_url": (
+        400,
+        "The webhook URL is not http(s), carries credentials, or points at a private or loopback address.",
+    ),
+    "webhook_not_found": (404, "No such webhook endpoint for this account."),
     # validation
     "invalid_request": (400, "A field is missing, of the wrong type or out of range; `details` says which."),
     "invalid_schema": (400, "The schema is not valid for its draft; `details.errors` lists the meta-schema errors."),

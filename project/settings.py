@@ -202,7 +202,11 @@ else:
 
 # django-rq reuses the cache's connection pool: TLS, timeouts and retries are
 # configured once, in project.redis.
-RQ_QUEUES = {"validation": {"USE_REDIS_CACHE": "default", "DEFAULT_TIMEOUT": 3600}}
+RQ_QUEUES = {
+    "validation": {"USE_REDIS_CACHE": "default", "DEFAULT_TIMEOUT": 3600},
+    # Webhook deliveries: the worker takes them before the next validation job.
+    "webhooks": {"USE_REDIS_CACHE": "default", "DEFAULT_TIMEOUT": 60},
+}
 RQ = {
     "COMMIT_MODE": "on_db_commit",
     # `manage.py rqworker validation` runs this worker: RQ's own, plus the

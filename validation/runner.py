@@ -57,7 +57,7 @@ from project.storage import STORAGE_ERRORS, describe, discard
 from validation import guard
 from validation.bounds import FIRST_ERRORS, FIRST_ERRORS_BYTES, ErrorBudget, report_cap, storable_error
 from validation.depth import max_depth
-from validation.jobs import job_fail, job_refund, upload_discard
+from validation.jobs import job_fail, job_finished_send, job_refund, upload_discard
 from validation.models import JobStatus, ValidationJob
 from validation.readers import raw_batches
 from validation.schemas import schema_validator
@@ -262,6 +262,7 @@ class _Run:
         except BaseException:
             discard(name)  # nothing will ever point at it
             raise
+        job_finished_send(job_id=self.job.pk, status=JobStatus.SUCCEEDED)
         if overcharge:
             log.warning("Job %s reserved %s units for %s records", self.job.pk, reserved, self.processed)
             job_refund(job_id=self.job.pk)

@@ -27,6 +27,7 @@ from rq.worker import Worker
 
 from idempotency.services import keys_expire_safely
 from validation.recovery import jobs_recover_safely
+from webhooks.services import deliveries_hand_over_safely
 
 DEFAULT_RECOVERY_INTERVAL = 10.0
 
@@ -62,6 +63,7 @@ class ValidationWorker(Worker):
         try:
             report = jobs_recover_safely()
             expired = keys_expire_safely()
+            handed = deliveries_hand_over_safely()
         finally:
             connections.close_all()
         if report:
@@ -75,6 +77,8 @@ class ValidationWorker(Worker):
             )
         if expired:
             self.log.info("Worker %s: deleted %s expired idempotency key(s)", self.name, expired)
+        if handed:
+            self.log.info("Worker %s: handed %s due webhook delivery(ies) to the queue", self.name, handed)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         """Wait for a job in slices of the recovery interval, sweeping

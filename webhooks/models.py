@@ -54,6 +54,9 @@ class Delivery(models.Model):
     # When the next attempt is due; while one is in flight, when its hand-over
     # to RQ counts as lost.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # No attempt is scheduled after this (WEBHOOK_RETRY_HOURS after the
+    # event, or after an operator's resend).
+    retry_until = models.DateTimeField(null=True, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)

@@ -29,13 +29,13 @@ FAST_RECOVERY = {
 
 
 class Worker:
-    """A ``manage.py rqworker validation`` process (its own session, so that
+    """A ``manage.py rqworker webhooks validation`` process (its own session, so that
     it can be killed the way a platform kills a dyno)."""
 
     def __init__(self, env: dict[str, str], cwd: Path = ROOT) -> None:
         self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "rqworker", "validation"],
+            [sys.executable, str(ROOT / "manage.py"), "rqworker", "webhooks", "validation"],
             cwd=cwd,
             env=env,
             stdout=self.log,
