@@ -131,6 +131,10 @@ HEADERS: Json = {
     "Retry-After": _header("Seconds to wait; waiting that long is enough.", INTEGER, required=True),
     "WWW-Authenticate": _header('`Bearer realm="tollgate"`.', {"type": "string"}, required=True),
     "Allow": _header("The methods this path answers.", {"type": "string"}, required=True),
+    "Idempotent-Replayed": _header(
+        "`true` when this answer is the kept first answer to the request's `Idempotency-Key`.",
+        {"type": "string", "enum": ["true"]},
+    ),
 }
 RATE_LIMIT_HEADERS = (
     "RateLimit-Policy",

@@ -104,7 +104,12 @@ USAGE = {
 }
 
 
-PONG = {"type": "object", "required": ["pong"], "additionalProperties": False, "properties": {"pong": {"const": True}}}
+PONG = {
+    "type": "object",
+    "required": ["pong"],
+    "additionalProperties": False,
+    "properties": {"pong": {"type": "boolean", "enum": [True]}},
+}
 
 
 def quota_paths() -> Json:

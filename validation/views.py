@@ -120,11 +120,14 @@ def jobs(request: HttpRequest) -> HttpResponse:
 @api_view("GET", "DELETE")
 @metered(requests=1, units=0)
 def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
+    """The job's summary and links; ``?include=errors`` adds its first 100
+    errors (the whole report is ``/errors``)."""
     if request.method == "DELETE":
         job = job_cancel(account_id=_account(request), job_id=job_id)
-    else:
-        job = job_get(account_id=_account(request), job_id=job_id)
-    return json_response(show.job_full(request, job))
+        return json_response(show.job_full(request, job))
+    errors = "errors" in show.includes(request, ("errors",))
+    job = job_get(account_id=_account(request), job_id=job_id)
+    return json_response(show.job_full(request, job, errors=errors))
 
 
 @api_view("GET")
@@ -132,11 +135,13 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
 def job_errors(request: HttpRequest, job_id: str) -> HttpResponse:
     """The error report, NDJSON, streamed from storage as it is read (never
     whole in memory): one line per invalid record, ``{"record": N,
-    "errors": [...]}``. 410 ``report_expired`` once the retention period
-    deleted it; 503 ``storage_unavailable`` if storage does not answer."""
+    "record_kind": "line"|"index"|"row", "errors": [...]}``; a cancelled
+    job's covers what it processed. 410 ``report_expired`` once the
+    retention period deleted it; 503 ``storage_unavailable`` if storage does
+    not answer."""
     job = job_get(account_id=_account(request), job_id=job_id)
-    if job.status != "succeeded":
-        raise ReportUnavailable(f"The job is {job.status}; its report exists once it has succeeded.")
+    if not job.has_report:
+        raise ReportUnavailable(f"The job is {job.status}; its report exists once it has succeeded or was cancelled.")
     if job.files_deleted_at is not None:
         raise ReportExpired(details={"deleted_at": job.files_deleted_at.isoformat()})
     if not job.report:

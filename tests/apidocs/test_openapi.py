@@ -113,3 +113,19 @@ def test_docs_page_is_public_and_served_from_the_project(client: Client) -> None
     assert client.get("/static/apidocs/docs.js").status_code == 200
     response = client.post("/api/docs/")
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict) -> None:
+    """Against the OpenAPI 3.1 meta-schema (and its JSON Schema 2020-12
+    dialect), by openapi-spec-validator."""
+    from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+
+    validate(document, cls=OpenAPIV31SpecValidator)
+
+
+def test_every_post_takes_an_idempotency_key(document: dict) -> None:
+    posts = [(path, item["post"]) for path, item in document["paths"].items() if "post" in item]
+    assert {path for path, _ in posts} == {"/api/v1/schemas", "/api/v1/validate", "/api/v1/jobs", "/api/v1/webhooks"}
+    for path, post in posts:
+        assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in post["parameters"]), path
+        assert {"400", "409", "422"} <= set(post["responses"]), path

@@ -107,7 +107,7 @@ class Client:
         return self.http.post(f"/api/v1/jobs?schema={schema}", content=content, headers={"Content-Type": content_type})
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self.http.get(f"/api/v1/jobs/{job_id}").json()
+        return self.http.get(f"/api/v1/jobs/{job_id}", params={"include": "errors"}).json()
 
     def finished(self, job_id: str, *, timeout: float = 60) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:

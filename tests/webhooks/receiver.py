@@ -45,7 +45,7 @@ def receiver(script: list[Any] | None = None) -> Iterator[Receiver]:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with lock:
                 state.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
