@@ -125,6 +125,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # X-Request-ID on every answer, in the request's log lines and error bodies.
+    "project.request_id.RequestIdMiddleware",
     # Answers the platform's health checks whatever Host they send (a probe
     # may use an internal address that ALLOWED_HOSTS does not list).
     "project.middleware.HealthProbeMiddleware",
@@ -342,21 +344,22 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "redact": {"()": "project.reporting.RedactSecretsFilter"},
+        "request_id": {"()": "project.request_id.RequestIdFilter"},
         "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
     },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["redact"],
+            "filters": ["request_id", "redact"],
         },
         "mail_admins": {
             "level": "ERROR",
             "class": "django.utils.log.AdminEmailHandler",
-            "filters": ["redact", "require_debug_false"],
+            "filters": ["request_id", "redact", "require_debug_false"],
         },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
