@@ -273,7 +273,12 @@ def _job_paths() -> Json:
                     200: success(
                         '`{"record": N, "record_kind": "line"|"index"|"row", "errors": [...]}` per line: N is the '
                         "1-based line (NDJSON), the 0-based array index (JSON) or the 1-based data row (CSV).",
-                        content={"application/x-ndjson": {"schema": {"type": "string"}}},
+                        # The same lines as text/plain for `Accept: text/plain`:
+                        # what client generators read as a string.
+                        content={
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                            "text/plain": {"schema": {"type": "string"}},
+                        },
                     )
                 },
                 tag="jobs",

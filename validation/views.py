@@ -144,11 +144,16 @@ def job_errors(request: HttpRequest, job_id: str) -> HttpResponse:
         raise ReportUnavailable(f"The job is {job.status}; its report exists once it has succeeded or was cancelled.")
     if job.files_deleted_at is not None:
         raise ReportExpired(details={"deleted_at": job.files_deleted_at.isoformat()})
+    # The same NDJSON as text/plain when the client prefers it (generated
+    # clients read that as a string).
+    content_type = "application/x-ndjson"
+    if request.get_preferred_type(["application/x-ndjson", "text/plain"]) == "text/plain":
+        content_type = "text/plain; charset=utf-8"
     if not job.report:
-        return HttpResponse(b"", content_type="application/x-ndjson")
+        return HttpResponse(b"", content_type=content_type)
     try:
         report = default_storage.open(job.report, "rb")
     except STORAGE_ERRORS as exc:
         log.warning("Could not open the report of job %s (%s)", job.pk, describe(exc))
         raise StorageUnavailable("Storage did not answer; retry shortly.") from exc
-    return FileResponse(report, content_type="application/x-ndjson")  # type: ignore[return-value]
+    return FileResponse(report, content_type=content_type)  # type: ignore[return-value]

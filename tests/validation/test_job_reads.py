@@ -63,3 +63,13 @@ def test_a_job_without_a_report_yet_has_no_errors_url(api: Api) -> None:
     shown = api.get(f"/api/v1/jobs/{job_id}").json()
     assert shown["status"] == "queued" and shown["errors_url"] is None
     assert api.get(f"/api/v1/jobs/{job_id}/errors").json()["error"]["code"] == "report_unavailable"
+
+
+def test_the_report_is_text_plain_for_a_client_that_prefers_it(api: Api) -> None:
+    job_id = upload(api, ndjson(orders(10, invalid_every=5)[0])).json()["id"]
+    assert job_run(job_id=job_id) == "succeeded"
+    plain = api.get(f"/api/v1/jobs/{job_id}/errors", HTTP_ACCEPT="text/plain")
+    assert plain["Content-Type"] == "text/plain; charset=utf-8"
+    default = api.get(f"/api/v1/jobs/{job_id}/errors")
+    assert default["Content-Type"] == "application/x-ndjson"
+    assert b"".join(plain.streaming_content) == b"".join(default.streaming_content)
