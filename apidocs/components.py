@@ -49,6 +49,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         "The webhook URL is not http(s), carries credentials, or points at a private or loopback address.",
     ),
     "webhook_not_found": (404, "No such webhook endpoint for this account."),
+    "webhook_limit_reached": (409, "The account has 20 webhook endpoints already; delete one first."),
     # validation
     "invalid_request": (400, "A field is missing, of the wrong type or out of range; `details` says which."),
     "invalid_schema": (400, "The schema is not valid for its draft; `details.errors` lists the meta-schema errors."),
@@ -99,7 +100,7 @@ def error_schema(codes: list[str] | None = None) -> Json:
         "properties": {
             "error": {
                 "type": "object",
-                "required": ["code", "message"],
+                "required": ["code", "message", "doc_url"],
                 "additionalProperties": False,
                 "properties": {
                     "code": code,
@@ -108,6 +109,11 @@ def error_schema(codes: list[str] | None = None) -> Json:
                     "request_id": {
                         "type": "string",
                         "description": "The request's `X-Request-ID`: quote it to support.",
+                    },
+                    "doc_url": {
+                        "type": "string",
+                        "format": "uri-reference",
+                        "description": "This code's entry in the docs page (`/api/docs/#error-<code>`).",
                     },
                 },
             }

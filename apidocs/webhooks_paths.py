@@ -101,8 +101,11 @@ def paths() -> Json:
                 "Register an endpoint for job events",
                 {201: success("Registered; `secret` is shown this once.", ENDPOINT_CREATED, headers=LOCATION)},
                 tag="webhooks",
-                errors=(400,),
-                description="Cost: one request, no units. At most 20 endpoints per account. " + SIGNATURE_DOC,
+                errors=(400, 409),
+                description=(
+                    "Cost: one request, no units. At most 20 endpoints per account (409 `webhook_limit_reached`). "
+                    + SIGNATURE_DOC
+                ),
                 request_body={
                     "required": True,
                     "content": with_example(

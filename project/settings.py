@@ -251,6 +251,10 @@ VALIDATION_SCHEMA_COST_LIMIT = _env_number("VALIDATION_SCHEMA_COST_LIMIT", 25000
 # worker this long after the job finished; the row stays.
 VALIDATION_RETENTION_DAYS = _env_number("VALIDATION_RETENTION_DAYS", 7)
 
+# Where error bodies' doc_url points (the docs page; an absolute URL such as
+# https://tollgate.example.com/api/docs/ makes it clickable anywhere).
+API_DOCS_URL = os.environ.get("API_DOCS_URL", "").strip() or "/api/docs/"
+
 # --- Idempotency keys and webhooks ------------------------------------------
 # The first answer to an Idempotency-Key is replayed for this many hours.
 IDEMPOTENCY_KEY_HOURS = _env_number("IDEMPOTENCY_KEY_HOURS", 24)

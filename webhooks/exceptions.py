@@ -11,3 +11,7 @@ class WebhookUrlRefused(ApiError):
 
 class WebhookNotFound(ApiError):
     status, code, message = 404, "webhook_not_found", "No such webhook endpoint for this account."
+
+
+class WebhookLimitReached(ApiError):
+    status, code, message = 409, "webhook_limit_reached", "The account has as many webhook endpoints as it may."

@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from validation.models import ValidationJob
 from validation.queue import get_queue_service
 from webhooks.addresses import AddressRefused, url_check
-from webhooks.exceptions import InvalidWebhook, WebhookNotFound, WebhookUrlRefused
+from webhooks.exceptions import InvalidWebhook, WebhookLimitReached, WebhookNotFound, WebhookUrlRefused
 from webhooks.models import EVENTS, Delivery, DeliveryStatus, Endpoint
 from webhooks.sender import send
 from webhooks.signing import secret_new
@@ -229,7 +229,7 @@ def _retry_until(now: Any) -> Any:
 def endpoint_create(*, account_id: int, url: Any, events: Any) -> Endpoint:
     """A new endpoint with a new secret. Raises InvalidWebhook (400
     ``invalid_request``: fields), WebhookUrlRefused (400
-    ``invalid_webhook_url``)."""
+    ``invalid_webhook_url``), WebhookLimitReached (409)."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise InvalidWebhook(f"'url' must be a URL of at most {MAX_URL_LENGTH} characters.", details={"field": "url"})
     if (
@@ -243,7 +243,10 @@ def endpoint_create(*, account_id: int, url: Any, events: Any) -> Endpoint:
     except AddressRefused as refused:
         raise WebhookUrlRefused(str(refused), details={"field": "url"}) from None
     if Endpoint.objects.filter(account_id=account_id).count() >= MAX_ENDPOINTS:
-        raise InvalidWebhook(f"An account has at most {MAX_ENDPOINTS} webhook endpoints.", details={"field": "url"})
+        raise WebhookLimitReached(
+            f"An account has at most {MAX_ENDPOINTS} webhook endpoints; delete one first.",
+            details={"max_endpoints": MAX_ENDPOINTS},
+        )
     return Endpoint.objects.create(
         account_id=account_id, url=url, events=sorted(set(events), key=EVENTS.index), secret=secret_new()
     )

@@ -233,3 +233,11 @@ def test_a_receiver_that_hangs_is_a_failed_attempt(private_allowed: None, monkey
     with receiver([("sleep", 2)]) as hook:
         outcome = sender.send(url=hook.url, secret="s", event="job.failed", event_id="e", body=b"{}")
     assert not outcome.delivered and "Timeout" in outcome.error
+
+
+def test_an_account_has_at_most_20_endpoints(api: Api) -> None:
+    for n in range(20):
+        assert register(api, f"https://hooks.example.com/{n}").status_code == 201
+    refused = register(api, "https://hooks.example.com/21")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "webhook_limit_reached"
