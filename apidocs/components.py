@@ -128,11 +128,13 @@ def _header(description: str, schema: Json, *, required: bool = False) -> Json:
 INTEGER = {"type": "integer", "minimum": 0}
 HEADERS: Json = {
     "RateLimit-Policy": _header(
-        'IETF httpapi draft -10: every policy of the key, e.g. `"per-minute";q=100;w=60, "daily-quota";q=10000;w=86400`.',
+        "IETF draft-ietf-httpapi-ratelimit-headers (-10 to -12): every policy of the key, e.g. "
+        '`"per-minute";q=100;w=60, "daily-quota";q=10000;w=86400;tollgate-unit="records"` '
+        "(a quota counts validated instances and job records).",
         {"type": "string"},
     ),
     "RateLimit": _header(
-        'IETF httpapi draft -10: what remains of each policy and when it is whole again, e.g. `"per-minute";r=42;t=18`.',
+        'IETF draft-ietf-httpapi-ratelimit-headers: what remains of each policy and when it is whole again, e.g. `"per-minute";r=42;t=18`.',
         {"type": "string"},
     ),
     "X-Request-ID": _header(

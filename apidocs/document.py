@@ -22,7 +22,7 @@ Tollgate validates JSON documents against JSON Schema, metered per API key.
 
 **Metering**: every call is checked against the key's rate limits and its account's quotas in
 one step; a rejected call consumes nothing. Successful answers carry `RateLimit-Policy`,
-`RateLimit` (IETF httpapi draft -10) and `X-RateLimit-Limit`/`-Remaining`/`-Reset` for the
+`RateLimit` (IETF draft-ietf-httpapi-ratelimit-headers, -10 to -12) and `X-RateLimit-Limit`/`-Remaining`/`-Reset` for the
 most restrictive policy (absent when the plan has no limits). A 429 or 503 carries
 `Retry-After` (seconds).
 
