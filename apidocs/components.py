@@ -147,6 +147,9 @@ HEADERS: Json = {
     "Retry-After": _header("Seconds to wait; waiting that long is enough.", INTEGER, required=True),
     "WWW-Authenticate": _header('`Bearer realm="tollgate"`.', {"type": "string"}, required=True),
     "Allow": _header("The methods this path answers.", {"type": "string"}, required=True),
+    "Original-Request-ID": _header(
+        "On a replay: the `X-Request-ID` of the request whose answer this is.", {"type": "string"}
+    ),
     "Idempotent-Replayed": _header(
         "`true` when this answer is the kept first answer to the request's `Idempotency-Key`.",
         {"type": "string", "enum": ["true"]},

@@ -65,7 +65,8 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     "description": (
         "Makes a retry safe: the first answer for a key (per account) is kept 24 h and replayed, byte for "
-        "byte with `Idempotent-Replayed: true`, for the same request, without charging it again (the replay "
+        "byte with `Idempotent-Replayed: true` and `Original-Request-ID`, for the same request, without charging "
+        "it again (the replay "
         "counts one request against the rate limits, no units). The same key with another request: 422 "
         "`idempotency_key_reused`; while the first still runs: 409 `idempotency_in_progress`. 429 and 5xx "
         "answers are not kept."
@@ -86,6 +87,9 @@ def idempotent_posts(paths: dict[str, Any]) -> dict[str, Any]:
             responses.setdefault(status, components.response_ref(int(status)))
         for status, response in responses.items():
             if status.startswith("2") and "headers" in response:
-                response["headers"] = {**response["headers"], **components.header_refs("Idempotent-Replayed")}
+                response["headers"] = {
+                    **response["headers"],
+                    **components.header_refs("Idempotent-Replayed", "Original-Request-ID"),
+                }
         post["responses"] = dict(sorted(responses.items()))
     return paths

@@ -30,14 +30,19 @@ from django.utils import timezone
 
 from idempotency.exceptions import IdempotencyInProgress, IdempotencyKeyReused
 from idempotency.models import IdempotencyKey
+from project.request_id import current_request_id
 
 log = logging.getLogger("tollgate.idempotency")
 
 DEFAULT_KEY_HOURS = 24.0
-# gunicorn kills a request after 28 s (gunicorn.conf.py): a claim older than
-# this belongs to a request that died with its worker.
-DEFAULT_LOCK_SECONDS = 60.0
+# gunicorn kills a request after 28 s (gunicorn.conf.py; some deployments
+# raise it for slow uploads): a claim older than this belongs to a request
+# that died with its worker. Keep it above any gunicorn timeout in use.
+DEFAULT_LOCK_SECONDS = 300.0
 REPLAYED_HEADER = "Idempotent-Replayed"
+# The X-Request-ID of the request whose answer a replay repeats (the replay
+# has its own X-Request-ID).
+ORIGINAL_REQUEST_HEADER = "Original-Request-ID"
 # Headers of the first answer that describe that moment, not the answer: the
 # replay gets its own.
 _NOT_KEPT = frozenset(
@@ -49,6 +54,7 @@ _NOT_KEPT = frozenset(
         "x-ratelimit-reset",
         "retry-after",
         "x-request-id",
+        "original-request-id",
         "content-length",
         "date",
         "server",
@@ -132,6 +138,8 @@ def storable(response: HttpResponse) -> bool:
 
 def key_store(*, claim: Claim, response: HttpResponse) -> None:
     headers = [[name, value] for name, value in response.items() if name.lower() not in _NOT_KEPT]
+    if (request_id := current_request_id()) is not None:
+        headers.append([ORIGINAL_REQUEST_HEADER, request_id])
     IdempotencyKey.objects.filter(pk=claim.row_id, created_at=claim.claimed_at).update(
         response_status=response.status_code, response_headers=headers, response_body=response.content
     )

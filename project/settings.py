@@ -258,6 +258,9 @@ API_DOCS_URL = os.environ.get("API_DOCS_URL", "").strip() or "/api/docs/"
 # --- Idempotency keys and webhooks ------------------------------------------
 # The first answer to an Idempotency-Key is replayed for this many hours.
 IDEMPOTENCY_KEY_HOURS = _env_number("IDEMPOTENCY_KEY_HOURS", 24)
+# A first request still unanswered after this long died with its worker: a
+# retry takes its key over. Must exceed gunicorn's timeout.
+IDEMPOTENCY_LOCK_SECONDS = _env_number("IDEMPOTENCY_LOCK_SECONDS", 300)
 # Webhook deliveries may go to private and loopback addresses (tests, make run).
 WEBHOOKS_ALLOW_PRIVATE = _env_bool("WEBHOOKS_ALLOW_PRIVATE")
 # The first retry of a failed delivery waits this long, each next one twice

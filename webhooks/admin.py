@@ -55,12 +55,21 @@ class EndpointAdmin(admin.ModelAdmin):
         return head + body + mark_safe("</table>")
 
     def save_model(self, request: HttpRequest, obj: Endpoint, form: Any, change: bool) -> None:
-        created = not obj.secret
-        if created:
+        if not obj.secret:
             obj.secret = secret_new()
         super().save_model(request, obj, form, change)
-        if created:
-            self.message_user(request, f"The endpoint's signing secret (shown once): {obj.secret}", messages.WARNING)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Endpoint | None = None) -> Any:
+        # The signing secret, for an operator who sets up an endpoint for a
+        # client, on the page itself (never in a message, which a cookie carries).
+        return (*self.readonly_fields, "signing_secret") if obj is not None else self.readonly_fields
+
+    def get_fields(self, request: HttpRequest, obj: Endpoint | None = None) -> Any:
+        return (*self.fields, "signing_secret") if obj is not None else self.fields
+
+    @admin.display(description="Signing secret")
+    def signing_secret(self, obj: Endpoint) -> str:
+        return obj.secret
 
 
 @admin.register(Delivery)

@@ -37,6 +37,7 @@ def test_a_retried_upload_is_one_job_charged_once_and_replayed_byte_for_byte(ord
     assert again["Location"] == first["Location"]
     assert again["Content-Type"] == "application/json"
     assert "RateLimit" in again  # the replay's own, current headers
+    assert again["Original-Request-ID"] == first["X-Request-ID"] != again["X-Request-ID"]
     assert ValidationJob.objects.count() == 1
     assert units(order) == 20
     assert len(stored_files(media_root)) == 1
