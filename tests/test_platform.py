@@ -66,6 +66,7 @@ def test_a_disallowed_host_gets_json_under_the_api_and_health_still_answers() ->
             "code": "bad_request",
             "message": "The Host header names a host this service does not serve.",
             "request_id": response["X-Request-ID"],
+            "doc_url": "/api/docs/#error-bad_request",
         }
     }
     assert client.get("/admin/login/").status_code == 400  # Django's own page elsewhere
