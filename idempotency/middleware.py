@@ -23,17 +23,22 @@ no units, for every POST). Then:
 from __future__ import annotations
 
 import hashlib
+import logging
 import tempfile
 from collections.abc import Callable
 from typing import IO, Any
 
 from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from gunicorn.http.errors import ParseException
 
 from idempotency import services
 from idempotency.exceptions import InvalidIdempotencyKey
+from project.database import database_unavailable
 from project.errors import ApiError
+
+log = logging.getLogger("tollgate.idempotency")
 
 PREFIX = "/api/v1/"
 HEADER = "HTTP_IDEMPOTENCY_KEY"
@@ -79,11 +84,17 @@ class IdempotencyMiddleware:
                 services.key_release(claim=claim)
             raise
         claim = getattr(request, "idempotency_claim", None)
-        if claim is not None:
+        if claim is None:
+            return response
+        try:
             if services.storable(response):
                 services.key_store(claim=claim, response=response)
             else:
                 services.key_release(claim=claim)
+        except DatabaseError:
+            # The answer stands; the claim stays until IDEMPOTENCY_LOCK_SECONDS
+            # (a retry meanwhile gets 409), then a retry runs again.
+            log.warning("Could not keep the answer to an Idempotency-Key of %s", request.path_info, exc_info=True)
         return response
 
     def process_view(
@@ -115,6 +126,9 @@ class IdempotencyMiddleware:
             )
         except ApiError as error:
             return error.response()
+        except (OperationalError, InterfaceError) as exc:
+            # Here, before the view, ApiErrorMiddleware does not see it.
+            return database_unavailable(exc).response()
         if isinstance(outcome, services.Claim):
             request.idempotency_claim = outcome  # type: ignore[attr-defined]
             return None
