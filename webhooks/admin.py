@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -25,6 +26,7 @@ class EndpointAdmin(admin.ModelAdmin):
     list_filter = ("active",)
     search_fields = ("url", "account__name")
     readonly_fields = ("id", "created_at", "recent_deliveries")
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fields = ("id", "account", "url", "events", "active", "created_at", "recent_deliveries")
 
     @admin.display(description=f"Recent deliveries (latest {RECENT})")

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from quotas.models import Account
+from webhooks.addresses import AddressRefused, url_check
 
 EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
 
@@ -35,6 +37,15 @@ class Endpoint(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+    def clean(self) -> None:
+        """What the API refuses, the admin refuses too (400 ``invalid_webhook_url``)."""
+        try:
+            url_check(self.url)
+        except AddressRefused as refused:
+            raise ValidationError({"url": str(refused)}) from None
+        if not isinstance(self.events, list) or not self.events or not set(self.events) <= set(EVENTS):
+            raise ValidationError({"events": f"A non-empty list of {', '.join(EVENTS)}."})
 
 
 class DeliveryStatus(models.TextChoices):

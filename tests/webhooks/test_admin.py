@@ -46,3 +46,18 @@ def test_an_operator_adds_an_endpoint_sees_its_deliveries_and_resends_one(
             signature_valid(got.headers["tollgate-signature"], got.body, endpoint.secret) for got in hook.received
         )
     assert admin_client.get(f"/admin/webhooks/delivery/{delivery.pk}/change/").status_code == 200
+
+
+def test_the_admin_refuses_what_the_api_refuses(admin_client: Client) -> None:
+    account = AccountFactory()
+    response = admin_client.post(
+        "/admin/webhooks/endpoint/add/",
+        {"account": account.pk, "url": "http://10.0.0.1/hook", "events": '["job.failed"]', "active": "on"},
+    )
+    assert response.status_code == 200 and "private" in response.content.decode()
+    response = admin_client.post(
+        "/admin/webhooks/endpoint/add/",
+        {"account": account.pk, "url": "https://hooks.example.com/", "events": '["job.nope"]', "active": "on"},
+    )
+    assert response.status_code == 200
+    assert not Endpoint.objects.exists()
