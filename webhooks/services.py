@@ -132,9 +132,25 @@ def delivery_attempt_job(delivery_id: int) -> str:
 
 def delivery_attempt(*, delivery_id: int) -> str:
     """Send a pending delivery once and record the outcome. Returns
-    ``succeeded``, ``retry``, ``failed`` (gave up) or ``skipped`` (not pending)."""
+    ``succeeded``, ``retry``, ``failed`` (gave up) or ``skipped`` (not
+    pending, or another run claimed this attempt).
+
+    The attempt is counted, and the next one scheduled, before anything is
+    sent: a worker killed mid-attempt leaves a delivery that the sweep
+    retries at that time, and the retry window bounds it like any failure."""
     delivery = Delivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
     if delivery is None or delivery.status != DeliveryStatus.PENDING:
+        return "skipped"
+    now = timezone.now()
+    pending = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING)
+    if delivery.retry_until is None or now >= delivery.retry_until:
+        pending.update(status=DeliveryStatus.FAILED, next_attempt_at=None)
+        return "failed"
+    attempts = delivery.attempts + 1
+    due = now + timedelta(seconds=retry_delay(attempts))
+    if not pending.filter(attempts=delivery.attempts).update(
+        attempts=attempts, last_attempt_at=now, next_attempt_at=due
+    ):
         return "skipped"
     endpoint = delivery.endpoint
     outcome = send(
@@ -144,22 +160,14 @@ def delivery_attempt(*, delivery_id: int) -> str:
         event_id=str(delivery.event_id),
         body=delivery.payload.encode(),
     )
-    now = timezone.now()
-    attempts = delivery.attempts + 1
-    fields: dict[str, Any] = {
-        "attempts": attempts,
-        "last_attempt_at": now,
-        "response_status": outcome.status,
-        "last_error": outcome.error[:500],
-    }
-    pending = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING)
+    mine = pending.filter(attempts=attempts)
+    fields: dict[str, Any] = {"response_status": outcome.status, "last_error": outcome.error[:500]}
     if outcome.delivered:
-        pending.update(status=DeliveryStatus.SUCCEEDED, delivered_at=now, next_attempt_at=None, **fields)
+        mine.update(status=DeliveryStatus.SUCCEEDED, delivered_at=timezone.now(), next_attempt_at=None, **fields)
         log.info("Webhook %s %s delivered to endpoint %s", delivery.event, delivery.event_id, endpoint.pk)
         return "succeeded"
-    due = now + timedelta(seconds=retry_delay(attempts))
-    if delivery.retry_until is None or due > delivery.retry_until:
-        pending.update(status=DeliveryStatus.FAILED, next_attempt_at=None, **fields)
+    if due > delivery.retry_until:
+        mine.update(status=DeliveryStatus.FAILED, next_attempt_at=None, **fields)
         log.warning(
             "Webhook %s %s to endpoint %s: gave up after %s attempts",
             delivery.event,
@@ -168,7 +176,7 @@ def delivery_attempt(*, delivery_id: int) -> str:
             attempts,
         )
         return "failed"
-    pending.update(next_attempt_at=due, **fields)
+    mine.update(**fields)
     log.info(
         "Webhook %s %s to endpoint %s failed (%s); attempt %s at %s",
         delivery.event,

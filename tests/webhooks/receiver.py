@@ -50,6 +50,14 @@ def receiver(script: list[Any] | None = None) -> Iterator[Receiver]:
             with lock:
                 state.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 action = state.script.pop(0) if len(state.script) > 1 else state.script[0]
+            if isinstance(action, tuple) and action[0] == "trickle":
+                # A status line a byte at a time: each read gets something.
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(action[1])
+                self.close_connection = True
+                return
             if isinstance(action, tuple) and action[0] == "sleep":
                 time.sleep(action[1])
                 action = 200

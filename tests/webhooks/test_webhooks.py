@@ -172,19 +172,24 @@ def test_backoff_doubles_to_six_hours_and_gives_up_after_three_days(settings: An
 def test_after_the_retry_window_a_delivery_fails_and_an_operator_can_resend_it(
     api: Api, private_allowed: None, django_capture_on_commit_callbacks: Any
 ) -> None:
-    with receiver([500, 200]) as hook:
+    with receiver([500]) as hook:
         endpoint = Endpoint.objects.get(pk=_endpoint(api, hook.url)["id"])
         job_id = upload(api, ndjson(orders(3, invalid_every=5)[0])).json()["id"]
         job_cancel(account_id=endpoint.account_id, job_id=job_id)
         delivery = Delivery.objects.get()
-        Delivery.objects.update(retry_until=timezone.now())
+        assert delivery_attempt(delivery_id=delivery.pk) == "retry"
+        # The last retry would come after the window: the attempt that fails
+        # now is the last one.
+        Delivery.objects.update(retry_until=timezone.now() + timedelta(seconds=1), next_attempt_at=timezone.now())
         assert delivery_attempt(delivery_id=delivery.pk) == "failed"
         delivery.refresh_from_db()
-        assert delivery.status == "failed"
+        assert (delivery.status, delivery.attempts) == ("failed", 2)
+        assert deliveries_hand_over() == 0
+        hook.script[:] = [200]
         with django_capture_on_commit_callbacks(execute=True):
             delivery_resend(delivery=delivery)
         assert delivery_attempt(delivery_id=delivery.pk) == "succeeded"
-    assert [got.headers["tollgate-event-id"] for got in hook.received] == [str(delivery.event_id)] * 2
+    assert [got.headers["tollgate-event-id"] for got in hook.received] == [str(delivery.event_id)] * 3
 
 
 def test_a_redirect_to_another_host_is_not_followed(private_allowed: None) -> None:
@@ -241,3 +246,34 @@ def test_an_account_has_at_most_20_endpoints(api: Api) -> None:
     refused = register(api, "https://hooks.example.com/21")
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "webhook_limit_reached"
+
+
+def test_a_receiver_that_trickles_its_answer_runs_out_the_attempts_time(
+    private_allowed: None, monkeypatch: Any
+) -> None:
+    # Every read gets a byte well within the step timeout; the attempt's own
+    # deadline is what ends it.
+    monkeypatch.setattr(sender, "TIMEOUT_SECONDS", 0.5)
+    with receiver([("trickle", 0.05)]) as hook:
+        outcome = sender.send(url=hook.url, secret="s", event="job.failed", event_id="e", body=b"{}")
+    assert not outcome.delivered and "Timeout" in outcome.error
+
+
+def test_an_attempt_is_counted_before_it_is_sent(api: Api, private_allowed: None, monkeypatch: Any) -> None:
+    """A worker killed while it sends leaves the attempt counted and the next
+    one scheduled: the sweep retries it then, within the retry window."""
+    endpoint = Endpoint.objects.get(pk=_endpoint(api, "http://127.0.0.1:9/hook")["id"])
+    job_id = upload(api, ndjson(orders(3, invalid_every=5)[0])).json()["id"]
+    job_cancel(account_id=endpoint.account_id, job_id=job_id)
+    delivery = Delivery.objects.get()
+
+    def killed(**kwargs: Any) -> Any:
+        row = Delivery.objects.get(pk=delivery.pk)
+        assert row.attempts == 1 and row.next_attempt_at == row.last_attempt_at + timedelta(seconds=retry_delay(1))
+        raise SystemExit("the work horse is killed")
+
+    monkeypatch.setattr("webhooks.services.send", killed)
+    with pytest.raises(SystemExit):
+        delivery_attempt(delivery_id=delivery.pk)
+    Delivery.objects.update(retry_until=timezone.now())
+    assert delivery_attempt(delivery_id=delivery.pk) == "failed"  # the window is over: not sent again
