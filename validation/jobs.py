@@ -104,10 +104,10 @@ def job_cancel(*, account_id: int, job_id: Any) -> ValidationJob:
         job.finished_at = timezone.now()
         job.refund_units = max(0, job.units_reserved - job.processed) if job.units_reserved else 0
         job.save(update_fields=["status", "finished_at", "refund_units"])
-    job_finished_send(job_id=job.pk, status=JobStatus.CANCELLED)
     job_refund(job_id=job.pk)
     if was_queued:
         upload_discard(job_id=job.pk)
+    job_finished_send(job_id=job.pk, status=JobStatus.CANCELLED)
     job.refresh_from_db()
     return job
 
@@ -129,8 +129,8 @@ def job_fail(*, job_id: Any, code: str, message: str, attempt: int | None = None
         refund_units=job.units_reserved,
     )
     if updated:
-        job_finished_send(job_id=job_id, status=JobStatus.FAILED)
         job_refund(job_id=job_id)
+        job_finished_send(job_id=job_id, status=JobStatus.FAILED)
     return bool(updated)
 
 

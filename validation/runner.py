@@ -313,10 +313,10 @@ class _Run:
         except BaseException:
             discard(name)  # nothing will ever point at it
             raise
-        job_finished_send(job_id=self.job.pk, status=JobStatus.SUCCEEDED)
         if overcharge:
             log.warning("Job %s reserved %s units for %s records", self.job.pk, reserved, self.processed)
             job_refund(job_id=self.job.pk)
+        job_finished_send(job_id=self.job.pk, status=JobStatus.SUCCEEDED)
         log.info(
             "Job %s done: %s records, %s valid, %s invalid (attempt %s)",
             self.job.pk,
