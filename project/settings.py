@@ -267,6 +267,8 @@ WEBHOOKS_ALLOW_PRIVATE = _env_bool("WEBHOOKS_ALLOW_PRIVATE")
 # as long (at most 6 h), until WEBHOOK_RETRY_HOURS after the event.
 WEBHOOK_RETRY_BASE_SECONDS = _env_number("WEBHOOK_RETRY_BASE_SECONDS", 30)
 WEBHOOK_RETRY_HOURS = _env_number("WEBHOOK_RETRY_HOURS", 72)
+# Finished deliveries (the admin's history) are deleted this long after the event.
+WEBHOOK_DELIVERY_RETENTION_DAYS = _env_number("WEBHOOK_DELIVERY_RETENTION_DAYS", 30)
 
 # --- Object storage (uploads and error reports) ----------------------------
 # The local filesystem (MEDIA_ROOT) unless a bucket is named: then any

@@ -204,14 +204,31 @@ def deliveries_hand_over(*, limit: int = 200) -> int:
     return handed
 
 
+def deliveries_expire(*, batch: int = 1000) -> int:
+    """Delete finished deliveries (succeeded or given up) older than
+    ``WEBHOOK_DELIVERY_RETENTION_DAYS`` (30); returns how many."""
+    days = float(getattr(settings, "WEBHOOK_DELIVERY_RETENTION_DAYS", 30))
+    old = Delivery.objects.exclude(status=DeliveryStatus.PENDING).filter(
+        created_at__lt=timezone.now() - timedelta(days=days)
+    )
+    total = 0
+    while ids := list(old.values_list("pk", flat=True)[:batch]):
+        total += Delivery.objects.filter(pk__in=ids).delete()[0]
+    return total
+
+
 def deliveries_hand_over_safely() -> int:
-    """:func:`deliveries_hand_over` for the worker's sweep: errors are
-    logged, never raised (the next sweep tries again)."""
+    """For the worker's sweep: hand over due deliveries
+    (:func:`deliveries_hand_over`) and delete old finished ones
+    (:func:`deliveries_expire`). Errors are logged, never raised (the next
+    sweep tries again). Returns how many were handed over."""
     try:
-        return deliveries_hand_over()
+        handed = deliveries_hand_over()
+        deliveries_expire()
     except Exception:
-        log.exception("Could not hand over due webhook deliveries")
+        log.exception("Could not hand over or expire webhook deliveries")
         return 0
+    return handed
 
 
 def delivery_resend(*, delivery: Delivery) -> None:

@@ -21,7 +21,14 @@ from validation.runner import job_run
 from webhooks import addresses as addresses_module
 from webhooks import sender
 from webhooks.models import Delivery, Endpoint
-from webhooks.services import deliveries_hand_over, delivery_attempt, delivery_resend, retry_delay
+from webhooks.services import (
+    deliveries_expire,
+    deliveries_hand_over,
+    delivery_attempt,
+    delivery_resend,
+    event_emit,
+    retry_delay,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -277,3 +284,14 @@ def test_an_attempt_is_counted_before_it_is_sent(api: Api, private_allowed: None
         delivery_attempt(delivery_id=delivery.pk)
     Delivery.objects.update(retry_until=timezone.now())
     assert delivery_attempt(delivery_id=delivery.pk) == "failed"  # the window is over: not sent again
+
+
+def test_old_finished_deliveries_are_deleted_pending_ones_stay(api: Api) -> None:
+    endpoint = Endpoint.objects.get(pk=_endpoint(api, "https://hooks.example.com/")["id"])
+    deliveries = [event_emit(account_id=endpoint.account_id, event="job.failed", data={})[0] for _ in range(3)]
+    Delivery.objects.filter(pk=deliveries[0].pk).update(status="succeeded")
+    Delivery.objects.filter(pk=deliveries[1].pk).update(status="failed")
+    assert deliveries_expire() == 0
+    Delivery.objects.update(created_at=timezone.now() - timedelta(days=31))
+    assert deliveries_expire() == 2
+    assert list(Delivery.objects.values_list("pk", flat=True)) == [deliveries[2].pk]
