@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from django.utils import timezone
 
+from idempotency.models import IdempotencyKey
 from tests.factories import issue_key
 from tests.processes import database_url, gunicorn, service_env
 from tests.redis_server import RedisServer
 from tests.validation.conftest import ORDER_SCHEMA
 from tests.validation.data import ndjson, orders
-from tests.validation.stack import Client
+from tests.validation.stack import FAST_RECOVERY, Client, wait_for, worker
 from validation.models import ValidationJob
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -79,3 +82,19 @@ def test_two_identical_uploads_at_once_make_one_job_charged_once(server: str, ro
     assert retry.status_code == 202 and retry.content == first.content
     assert retry.headers["Idempotent-Replayed"] == "true"
     assert api.usage()["daily-quota"] == 5000
+
+
+def test_the_worker_deletes_expired_keys(server: str, redis_server: RedisServer, tmp_path: Any) -> None:
+    key = issue_key(rate_limits="", quotas="1000/day").key
+    api = Client(server, key)
+    assert api.register("order", "1", ORDER_SCHEMA).status_code == 201
+    for name in ("old", "fresh"):
+        body = {"schema": "order/1", "instance": {"id": 1, "qty": 1}}
+        assert api.http.post("/api/v1/validate", json=body, headers={"Idempotency-Key": name}).status_code == 200
+    IdempotencyKey.objects.filter(key="old").update(expires_at=timezone.now() - timedelta(seconds=1))
+    env = service_env(
+        REDIS_URL=redis_server.url, DATABASE_URL=database_url(), MEDIA_ROOT=str(tmp_path), **FAST_RECOVERY
+    )
+    with worker(env):
+        wait_for(lambda: not IdempotencyKey.objects.filter(key="old").exists(), timeout=30)
+    assert IdempotencyKey.objects.filter(key="fresh").exists()
