@@ -36,6 +36,23 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     # quotas (usage history)
     "invalid_usage_query": (400, "A parameter of `/usage/history` is malformed or out of range; `details.parameter`."),
     "unknown_key": (404, "No API key of the caller's account has the prefix given in `key`."),
+    # idempotency (every POST)
+    "invalid_idempotency_key": (400, "`Idempotency-Key` is empty, longer than 255 characters or not printable ASCII."),
+    "idempotency_key_reused": (
+        422,
+        "This `Idempotency-Key` was used for a different request (method, path, query or body); use a new key.",
+    ),
+    "idempotency_in_progress": (
+        409,
+        "The first request with this `Idempotency-Key` is still running; retry after `Retry-After`.",
+    ),
+    # webhooks
+    "invalid_webhook_url": (
+        400,
+        "The webhook URL is not http(s), carries credentials, or points at a private or loopback address.",
+    ),
+    "webhook_not_found": (404, "No such webhook endpoint for this account."),
+    "webhook_limit_reached": (409, "The account has 20 webhook endpoints already; delete one first."),
     # validation
     "invalid_request": (400, "A field is missing, of the wrong type or out of range; `details` says which."),
     "invalid_schema": (400, "The schema is not valid for its draft; `details.errors` lists the meta-schema errors."),
@@ -87,7 +104,7 @@ def error_schema(codes: list[str] | None = None) -> Json:
         "properties": {
             "error": {
                 "type": "object",
-                "required": ["code", "message"],
+                "required": ["code", "message", "doc_url"],
                 "additionalProperties": False,
                 "properties": {
                     "code": code,
@@ -96,6 +113,11 @@ def error_schema(codes: list[str] | None = None) -> Json:
                     "request_id": {
                         "type": "string",
                         "description": "The request's `X-Request-ID`: quote it to support.",
+                    },
+                    "doc_url": {
+                        "type": "string",
+                        "format": "uri-reference",
+                        "description": "This code's entry in the docs page (`/api/docs/#error-<code>`).",
                     },
                 },
             }
@@ -110,11 +132,13 @@ def _header(description: str, schema: Json, *, required: bool = False) -> Json:
 INTEGER = {"type": "integer", "minimum": 0}
 HEADERS: Json = {
     "RateLimit-Policy": _header(
-        'IETF httpapi draft -10: every policy of the key, e.g. `"per-minute";q=100;w=60, "daily-quota";q=10000;w=86400`.',
+        "IETF draft-ietf-httpapi-ratelimit-headers (-10 to -12): every policy of the key, e.g. "
+        '`"per-minute";q=100;w=60, "daily-quota";q=10000;w=86400;tollgate-unit="records"` '
+        "(a quota counts validated instances and job records).",
         {"type": "string"},
     ),
     "RateLimit": _header(
-        'IETF httpapi draft -10: what remains of each policy and when it is whole again, e.g. `"per-minute";r=42;t=18`.',
+        'IETF draft-ietf-httpapi-ratelimit-headers: what remains of each policy and when it is whole again, e.g. `"per-minute";r=42;t=18`.',
         {"type": "string"},
     ),
     "X-Request-ID": _header(
@@ -127,6 +151,13 @@ HEADERS: Json = {
     "Retry-After": _header("Seconds to wait; waiting that long is enough.", INTEGER, required=True),
     "WWW-Authenticate": _header('`Bearer realm="tollgate"`.', {"type": "string"}, required=True),
     "Allow": _header("The methods this path answers.", {"type": "string"}, required=True),
+    "Original-Request-ID": _header(
+        "On a replay: the `X-Request-ID` of the request whose answer this is.", {"type": "string"}
+    ),
+    "Idempotent-Replayed": _header(
+        "`true` when this answer is the kept first answer to the request's `Idempotency-Key`.",
+        {"type": "string", "enum": ["true"]},
+    ),
 }
 RATE_LIMIT_HEADERS = (
     "RateLimit-Policy",

@@ -52,7 +52,9 @@ def operation(
 ) -> Json:
     """An operation; ``errors`` lists the statuses of its own error answers,
     on top of the metering ones (401, 429 when ``limited``, 503)."""
-    statuses = set(errors) | set(SERVER_STATUSES)
+    # 400 for every operation: Django refuses a request whose Host it does
+    # not serve (``bad_request``) before any view.
+    statuses = set(errors) | set(SERVER_STATUSES) | {400}
     if metered:
         statuses |= {401, 503} | ({429} if limited else set())
     described: Json = {
@@ -181,7 +183,12 @@ USAGE = {
 }
 
 
-PONG = {"type": "object", "required": ["pong"], "additionalProperties": False, "properties": {"pong": {"const": True}}}
+PONG = {
+    "type": "object",
+    "required": ["pong"],
+    "additionalProperties": False,
+    "properties": {"pong": {"type": "boolean", "enum": [True]}},
+}
 
 
 def quota_paths() -> Json:

@@ -182,21 +182,18 @@ def _validate_paths() -> Json:
         "description": "`name/version` (or `name/latest`) of a registered schema, or an inline schema.",
         "type": ["string", "object", "boolean"],
     }
+    # One object, not a oneOf of two: client generators turn this into one
+    # model with two optional fields (the service answers 400 when both or
+    # neither are sent).
     body = {
-        "oneOf": [
-            {
-                "type": "object",
-                "required": ["schema", "instance"],
-                "not": {"required": ["instances"]},
-                "properties": {"schema": reference, "instance": {}},
-            },
-            {
-                "type": "object",
-                "required": ["schema", "instances"],
-                "not": {"required": ["instance"]},
-                "properties": {"schema": reference, "instances": {"type": "array", "minItems": 1}},
-            },
-        ]
+        "type": "object",
+        "required": ["schema"],
+        "description": "Send exactly one of `instance` and `instances`.",
+        "properties": {
+            "schema": reference,
+            "instance": {"description": "One instance (any JSON value)."},
+            "instances": {"type": "array", "minItems": 1, "items": {}, "description": "Several instances."},
+        },
     }
     many = {
         "type": "object",
@@ -268,6 +265,8 @@ def _job_paths() -> Json:
         "application/x-ndjson": {**RAW, "example": EXAMPLE_RECORDS},
         "application/json": RAW,
         "text/csv": RAW,
+        # What generated clients send a file as: `?format=` says which.
+        "application/octet-stream": RAW,
     }
     return {
         "/api/v1/jobs": {
@@ -313,11 +312,15 @@ def _job_paths() -> Json:
         "/api/v1/jobs/{job_id}": {
             "get": operation(
                 "getJob",
-                "A job: status, progress, counts and the first 100 errors",
+                "A job: status, progress, counts and links",
                 {200: success("The job.", JOB_FULL)},
                 tag="jobs",
-                errors=(404,),
-                parameters=[JOB_ID],
+                errors=(400, 404),
+                description="Small whatever the job's errors: `?include=errors` adds the first 100 of them.",
+                parameters=[
+                    JOB_ID,
+                    query("include", {"enum": ["errors"]}, "`errors`: add the job's first 100 errors."),
+                ],
             ),
             "delete": operation(
                 "cancelJob",
@@ -335,13 +338,23 @@ def _job_paths() -> Json:
                 "The error report: one NDJSON line per invalid record",
                 {
                     200: success(
-                        '`{"record": N, "errors": [...]}` per line; N is the 1-based line, data row or array index.',
-                        content={"application/x-ndjson": {"schema": {"type": "string"}}},
+                        '`{"record": N, "record_kind": "line"|"index"|"row", "errors": [...]}` per line: N is the '
+                        "1-based line (NDJSON), the 0-based array index (JSON) or the 1-based data row (CSV).",
+                        # The same lines as text/plain for `Accept: text/plain`:
+                        # what client generators read as a string.
+                        content={
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                            "text/plain": {"schema": {"type": "string"}},
+                        },
                     )
                 },
                 tag="jobs",
                 errors=(404, 409, 410),
-                description="Streamed from storage as it is read; 410 `report_expired` after the retention period.",
+                description=(
+                    "Streamed from storage as it is read. A cancelled job's report covers the records it "
+                    "processed before it stopped; 409 `report_unavailable` before the job has succeeded or "
+                    "was cancelled, 410 `report_expired` after the retention period."
+                ),
                 parameters=[JOB_ID],
             ),
         },

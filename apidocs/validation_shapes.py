@@ -62,7 +62,7 @@ RESULT = {
     "properties": {
         "valid": {"type": "boolean"},
         "errors": {"type": "array", "items": ERROR_ITEM, "maxItems": 100},
-        "errors_truncated": {"const": True},
+        "errors_truncated": {"type": "boolean", "enum": [True], "description": "Present when errors were cut."},
     },
 }
 SCHEMA_SUMMARY = {
@@ -133,10 +133,18 @@ JOB_SUMMARY = {
         "finished_at": OPTIONAL_STAMP,
     },
 }
+RECORD_KIND = {
+    "enum": ["line", "index", "row"],
+    "description": (
+        "How `record` counts: `line`, the 1-based line of an NDJSON upload (blank lines count); `index`, "
+        "the 0-based position in a JSON array; `row`, the 1-based data row of a CSV upload (the header is "
+        "not a row)."
+    ),
+}
 JOB_FULL = {
     "allOf": [JOB_SUMMARY],
     "required": [
-        "errors",
+        "record_kind",
         "errors_url",
         "report_truncated",
         "error",
@@ -146,13 +154,24 @@ JOB_FULL = {
         "updated_at",
     ],
     "properties": {
+        "record_kind": RECORD_KIND,
         "errors": {
             "type": "array",
             "maxItems": 100,
-            "description": "The first errors (at most 100 and 64 KiB), each with its `record`.",
-            "items": {"type": "object", "required": ["record"]},
+            "description": (
+                "Only with `?include=errors`: the first errors (at most 100 and 64 KiB), each with its "
+                "`record` and `record_kind`. The whole report is at `errors_url`."
+            ),
+            "items": {
+                "type": "object",
+                "required": ["record", "record_kind"],
+                "properties": {"record": COUNT, "record_kind": RECORD_KIND},
+            },
         },
-        "errors_url": LINK,
+        "errors_url": {
+            **LINK,
+            "description": "The error report (NDJSON), once the job has succeeded or was cancelled; else null.",
+        },
         "report_truncated": {
             "type": "boolean",
             "description": "The report reached its cap (4 x the upload + 1 MiB): later lines were left out.",

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from apidocs.document import openapi_document
+from apidocs.page import page_context
 from project.api import api_view, json_response
 from quotas.decorators import unmetered
 
@@ -23,5 +24,5 @@ def openapi_json(request: HttpRequest) -> HttpResponse:
 @api_view("GET", "HEAD")
 @unmetered
 def docs(request: HttpRequest) -> HttpResponse:
-    """A small page whose own script renders openapi.json (no CDN)."""
-    return render(request, "apidocs/docs.html")
+    """The page for humans, rendered from the document (nothing from another site)."""
+    return render(request, "apidocs/docs.html", page_context())

@@ -3,7 +3,10 @@
 Every error answer under ``/api/`` is::
 
     {"error": {"code": "quota_exceeded", "message": "...", "details": {...},
-               "request_id": "..."}}
+               "request_id": "...", "doc_url": "/api/docs/#error-quota_exceeded"}}
+
+``doc_url`` is the code's entry in the docs page, under ``API_DOCS_URL``
+(``/api/docs/`` unless an absolute URL is set).
 
 ``code`` is stable and greppable: clients branch on it, never on ``message``.
 Views and services raise an :class:`ApiError` (or a subclass); the
@@ -16,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.http import HttpResponse
 
 from project.request_id import current_request_id
@@ -71,6 +75,11 @@ class ServiceUnavailable(ApiError):
         super().__init__(message, headers=headers, **kwargs)
 
 
+def doc_url(code: str) -> str:
+    """Where the docs page explains ``code``."""
+    return f"{getattr(settings, 'API_DOCS_URL', '/api/docs/')}#error-{code}"
+
+
 def error_response(
     status: int,
     code: str,
@@ -93,6 +102,7 @@ def error_response(
     request_id = current_request_id()
     if request_id is not None:
         body["request_id"] = request_id
+    body["doc_url"] = doc_url(code)
     response = HttpResponse(orjson.dumps({"error": body}), status=status, content_type="application/json")
     for name, value in (headers or {}).items():
         response[name] = value

@@ -125,6 +125,8 @@ INSTALLED_APPS = [
     "validation.apps.ValidationConfig",
     "health.apps.HealthConfig",
     "apidocs.apps.ApiDocsConfig",
+    "idempotency.apps.IdempotencyConfig",
+    "webhooks.apps.WebhooksConfig",
 ]
 
 MIDDLEWARE = [
@@ -139,6 +141,9 @@ MIDDLEWARE = [
     "project.middleware.ApiErrorMiddleware",
     # Authenticates and meters /api/ before any other view middleware runs.
     "quotas.middleware.QuotaMiddleware",
+    # Idempotency-Key on POST /api/v1/: right after the key is known, before
+    # the view charges anything.
+    "idempotency.middleware.IdempotencyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -204,7 +209,11 @@ else:
 
 # django-rq reuses the cache's connection pool: TLS, timeouts and retries are
 # configured once, in project.redis.
-RQ_QUEUES = {"validation": {"USE_REDIS_CACHE": "default", "DEFAULT_TIMEOUT": 3600}}
+RQ_QUEUES = {
+    "validation": {"USE_REDIS_CACHE": "default", "DEFAULT_TIMEOUT": 3600},
+    # Webhook deliveries: the worker takes them before the next validation job.
+    "webhooks": {"USE_REDIS_CACHE": "default", "DEFAULT_TIMEOUT": 60},
+}
 RQ = {
     "COMMIT_MODE": "on_db_commit",
     # `manage.py rqworker validation` runs this worker: RQ's own, plus the
@@ -251,6 +260,24 @@ VALIDATION_RETENTION_DAYS = _env_number("VALIDATION_RETENTION_DAYS", 7)
 # never more than this ceiling: the body is held in memory, parsed whole, and
 # validated within VALIDATION_SYNC_TIME_LIMIT (batch jobs stream instead).
 VALIDATION_SYNC_BODY_CEILING_BYTES = _env_number("VALIDATION_SYNC_BODY_CEILING_BYTES", 64 * 1024 * 1024, int)
+# Where error bodies' doc_url points (the docs page; an absolute URL such as
+# https://tollgate.example.com/api/docs/ makes it clickable anywhere).
+API_DOCS_URL = os.environ.get("API_DOCS_URL", "").strip() or "/api/docs/"
+
+# --- Idempotency keys and webhooks ------------------------------------------
+# The first answer to an Idempotency-Key is replayed for this many hours.
+IDEMPOTENCY_KEY_HOURS = _env_number("IDEMPOTENCY_KEY_HOURS", 24)
+# A first request still unanswered after this long died with its worker: a
+# retry takes its key over. Must exceed gunicorn's timeout.
+IDEMPOTENCY_LOCK_SECONDS = _env_number("IDEMPOTENCY_LOCK_SECONDS", 300)
+# Webhook deliveries may go to private and loopback addresses (tests, make run).
+WEBHOOKS_ALLOW_PRIVATE = _env_bool("WEBHOOKS_ALLOW_PRIVATE")
+# The first retry of a failed delivery waits this long, each next one twice
+# as long (at most 6 h), until WEBHOOK_RETRY_HOURS after the event.
+WEBHOOK_RETRY_BASE_SECONDS = _env_number("WEBHOOK_RETRY_BASE_SECONDS", 30)
+WEBHOOK_RETRY_HOURS = _env_number("WEBHOOK_RETRY_HOURS", 72)
+# Finished deliveries (the admin's history) are deleted this long after the event.
+WEBHOOK_DELIVERY_RETENTION_DAYS = _env_number("WEBHOOK_DELIVERY_RETENTION_DAYS", 30)
 
 # --- Object storage (uploads and error reports) ----------------------------
 # The local filesystem (MEDIA_ROOT) unless a bucket is named: then any

@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/docs/", apidocs_views.docs, name="api-docs"),
     path("api/v1/", include("quotas.urls")),
     path("api/v1/", include("validation.urls")),
+    path("api/v1/", include("webhooks.urls")),
 ]
 
 

@@ -1,10 +1,18 @@
 """Rate-limit response headers.
 
-- ``RateLimit-Policy`` and ``RateLimit``, IETF httpapi draft -10 syntax
-  (RFC 9651 structured-field lists)::
+- ``RateLimit-Policy`` and ``RateLimit``, IETF httpapi
+  draft-ietf-httpapi-ratelimit-headers (checked against -10 to -12; RFC 9651
+  structured-field lists, each policy a quoted String with Integer
+  parameters)::
 
-      RateLimit-Policy: "per-minute";q=100;w=60, "daily-quota";q=10000;w=86400
+      RateLimit-Policy: "per-minute";q=100;w=60, "daily-quota";q=10000;w=86400;tollgate-unit="records"
       RateLimit: "per-minute";r=42;t=18, "daily-quota";r=9000;t=43200
+
+  A rate limit counts requests (the draft's default quota unit, so no
+  ``qu``); a quota counts validated instances and job records, which no
+  registered ``qu`` value names, so it says so in a vendor-prefixed
+  parameter, as the draft asks of service-specific ones. No ``pk``: the
+  partition (the key for rate limits, its account for quotas) is the caller.
 
 - GitHub-style ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (epoch
   seconds) for the most restrictive policy.
@@ -26,6 +34,9 @@ from django.http.response import ResponseHeaders
 from quotas.contract import Subject
 from quotas.decision import Decision
 from quotas.policy import Window
+
+# The unit of a quota policy (one per instance validated or job record).
+QUOTA_UNIT = ';tollgate-unit="records"'
 
 
 def decision_headers(decision: Decision) -> dict[str, str]:
@@ -88,7 +99,10 @@ def _texts(subject: Subject, windows: tuple[Window, ...]) -> tuple[object, str, 
     names += [(quota.name, quota.count, window.seconds) for quota, window in zip(subject.quotas, windows, strict=True)]
     texts = (
         windows,
-        ", ".join(f'"{name}";q={limit};w={seconds}' for name, limit, seconds in names),
+        ", ".join(
+            f'"{name}";q={limit};w={seconds}' + (QUOTA_UNIT if index >= len(subject.rates) else "")
+            for index, (name, limit, seconds) in enumerate(names)
+        ),
         ", ".join(f'"{name}";r=%d;t=%d' for name, _, _ in names),
         [str(limit) for _, limit, _ in names],
     )

@@ -66,6 +66,7 @@ def test_a_disallowed_host_gets_json_under_the_api_and_health_still_answers() ->
             "code": "bad_request",
             "message": "The Host header names a host this service does not serve.",
             "request_id": response["X-Request-ID"],
+            "doc_url": "/api/docs/#error-bad_request",
         }
     }
     assert client.get("/admin/login/").status_code == 400  # Django's own page elsewhere
@@ -91,6 +92,7 @@ def test_every_500_under_the_api_is_logged_with_its_traceback_and_mailed(caplog:
         "code": "internal_error",
         "message": "An unexpected error occurred; it has been logged.",
         "request_id": response["X-Request-ID"],
+        "doc_url": "/api/docs/#error-internal_error",
     }
     [record] = [r for r in caplog.records if r.name == "django.request"]
     assert record.getMessage() == "Internal Server Error: /api/v1/boom" and record.exc_info is not None

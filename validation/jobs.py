@@ -29,6 +29,7 @@ from validation.bounds import clip, storable
 from validation.exceptions import JobFinished, JobNotFound
 from validation.models import ACTIVE_STATUSES, JobStatus, Schema, ValidationJob
 from validation.queue import get_queue_service
+from validation.signals import job_finished
 from validation.uploads import Upload
 
 log = logging.getLogger("tollgate.validation")
@@ -113,6 +114,7 @@ def job_cancel(*, account_id: int, job_id: Any) -> ValidationJob:
     job_refund(job_id=job.pk)
     if was_queued:
         upload_discard(job_id=job.pk)
+    job_finished_send(job_id=job.pk, status=JobStatus.CANCELLED)
     job.refresh_from_db()
     return job
 
@@ -135,7 +137,16 @@ def job_fail(*, job_id: Any, code: str, message: str, attempt: int | None = None
     )
     if updated:
         job_refund(job_id=job_id)
+        job_finished_send(job_id=job_id, status=JobStatus.FAILED)
     return bool(updated)
+
+
+def job_finished_send(*, job_id: Any, status: str) -> None:
+    """Tell ``job_finished`` receivers (webhooks) that the job finished; a
+    receiver's error is logged, never raised: the job's outcome stands."""
+    for _receiver, result in job_finished.send_robust(ValidationJob, job_id=job_id, status=status):
+        if isinstance(result, Exception):
+            log.error("A job_finished receiver failed for job %s", job_id, exc_info=result)
 
 
 def job_refund(*, job_id: Any) -> bool:

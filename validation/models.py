@@ -87,6 +87,13 @@ class JobFormat(models.TextChoices):
     CSV = "csv"
 
 
+# How ``record`` numbers a job's records, by format (the report's and the
+# API's ``record_kind``): the 1-based line of an NDJSON upload (blank lines
+# count), the 0-based index in a JSON array, the 1-based data row of a CSV
+# upload (the header is not a row).
+RECORD_KINDS = {JobFormat.NDJSON: "line", JobFormat.JSON: "index", JobFormat.CSV: "row"}
+
+
 class ValidationJob(models.Model):
     """A batch validation of one uploaded file against one schema version."""
 
@@ -153,6 +160,16 @@ class ValidationJob(models.Model):
     def rq_id(self) -> str:
         """The RQ job id: stable, so that handing a job over twice is harmless."""
         return f"validation-{self.id}"
+
+    @property
+    def record_kind(self) -> str:
+        return RECORD_KINDS[JobFormat(self.format)]
+
+    @property
+    def has_report(self) -> bool:
+        """Whether ``/errors`` answers: a succeeded job, or a cancelled one
+        (the report of what it processed before it stopped)."""
+        return self.status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED)
 
     @property
     def is_finished(self) -> bool:

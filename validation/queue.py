@@ -23,7 +23,9 @@ class QueueService(Protocol):
 
     def ping(self) -> None: ...
     def depth(self) -> int: ...
-    def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None) -> None: ...
+    def enqueue(
+        self, func: Callable[..., Any], *args: Any, job_id: str | None = None, queue: str = "validation"
+    ) -> None: ...
     def lost(self, job_ids: list[str]) -> set[str]: ...
 
 
@@ -61,8 +63,10 @@ class RedisQueueService:
             pipe.llen(self._queue(name).key)
         return sum(pipe.execute())
 
-    def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None) -> None:
-        self._queue("validation").enqueue(func, *args, job_id=job_id)
+    def enqueue(
+        self, func: Callable[..., Any], *args: Any, job_id: str | None = None, queue: str = "validation"
+    ) -> None:
+        self._queue(queue).enqueue(func, *args, job_id=job_id)
 
     def lost(self, job_ids: list[str]) -> set[str]:
         """Which of these RQ job ids will not run: no entry (Redis flushed or
@@ -108,7 +112,9 @@ class MemoryQueueService:
     def depth(self) -> int:
         return self._pending
 
-    def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None) -> None:
+    def enqueue(
+        self, func: Callable[..., Any], *args: Any, job_id: str | None = None, queue: str = "validation"
+    ) -> None:
         def run() -> None:
             with self._lock:
                 self._pending -= 1

@@ -61,12 +61,13 @@ def job_summary(request: HttpRequest, job: ValidationJob) -> dict[str, Any]:
     }
 
 
-def job_full(request: HttpRequest, job: ValidationJob) -> dict[str, Any]:
-    """Everything a client polls for, with the first 100 errors."""
-    return {
+def job_full(request: HttpRequest, job: ValidationJob, *, errors: bool = False) -> dict[str, Any]:
+    """Everything a client polls for, small: the errors are behind
+    ``errors_url`` (and here, the first 100, only when ``errors``)."""
+    shown = {
         **job_summary(request, job),
-        "errors": job.first_errors,
-        "errors_url": job_url(request, job, "validation-job-errors") if job.status == "succeeded" else None,
+        "record_kind": job.record_kind,
+        "errors_url": job_url(request, job, "validation-job-errors") if job.has_report else None,
         "report_truncated": job.report_truncated,
         "error": job.error,
         "upload_bytes": job.upload_bytes,
@@ -74,6 +75,20 @@ def job_full(request: HttpRequest, job: ValidationJob) -> dict[str, Any]:
         "units": {"reserved": job.units_reserved, "refunded": job.refund_units if job.refunded_at else 0},
         "updated_at": _time(job.heartbeat_at or job.finished_at or job.created_at),
     }
+    if errors:
+        shown["errors"] = job.first_errors
+    return shown
+
+
+def includes(request: HttpRequest, allowed: tuple[str, ...]) -> set[str]:
+    """The comma-separated names of ``?include=``; InvalidRequest for a name
+    not in ``allowed``."""
+    names = {name.strip() for name in query_value(request, "include").split(",") if name.strip()}
+    if unknown := names - set(allowed):
+        raise InvalidRequest(
+            f"'include' may name {', '.join(allowed)}, not {', '.join(sorted(unknown))}.", details={"field": "include"}
+        )
+    return names
 
 
 def query_value(request: HttpRequest, name: str) -> str:

@@ -57,7 +57,7 @@ from project.storage import STORAGE_ERRORS, describe, discard
 from validation import guard
 from validation.bounds import FIRST_ERRORS, FIRST_ERRORS_BYTES, ErrorBudget, report_cap, storable_error
 from validation.depth import max_depth
-from validation.jobs import job_fail, job_refund, upload_discard
+from validation.jobs import job_fail, job_finished_send, job_refund, upload_discard
 from validation.models import JobStatus, ValidationJob
 from validation.readers import raw_batches
 from validation.schemas import schema_validator
@@ -170,6 +170,12 @@ class _Run:
         self.max_stopped = int(getattr(settings, "VALIDATION_MAX_TIMEOUTS", DEFAULT_MAX_TIMEOUTS))
         self.interval = float(getattr(settings, "VALIDATION_PROGRESS_SECONDS", DEFAULT_PROGRESS_SECONDS))
         self.next_write = time.monotonic() + self.interval
+        self.record_kind = job.record_kind
+        self.report_file: Any = None
+        # What the row says after the last progress write (report bytes,
+        # processed, valid, invalid, first errors): a cancellation refunds
+        # what that write had not processed, and keeps a report of the rest.
+        self.mark: tuple[int, int, int, int, int, bool] = (0, 0, 0, 0, 0, False)
 
     def write(self, **fields: Any) -> None:
         updated = self.fence.update(
@@ -182,6 +188,15 @@ class _Run:
         )
         if not updated:
             raise Interrupted()
+        position = self.report_file.tell() if self.report_file is not None else 0
+        self.mark = (
+            position,
+            self.processed,
+            self.valid,
+            self.invalid,
+            len(self.first_errors),
+            self.report_truncated,
+        )
 
     def tick(self) -> None:
         """Write progress if it is due (between batches, and while a long
@@ -200,6 +215,7 @@ class _Run:
         checker = guard.for_this_thread(self.seconds)
         fmt, limit = self.job.format, max_depth()
         with default_storage.open(self.job.upload, "rb") as file, tempfile.TemporaryFile() as report:
+            self.report_file = report
             judged = checker.judge(
                 compiled,
                 fmt,
@@ -216,6 +232,9 @@ class _Run:
                     self.valid += len(raw) - len(outcome.entries)
                     self.processed += len(raw)
                     self.tick()
+            except Interrupted:
+                self.keep_partial(report)
+                raise
             except guard.TooManyStopped:
                 raise JobFailed(
                     "too_many_timeouts",
@@ -228,7 +247,7 @@ class _Run:
         dumps = exactjson.dumps
         for number, errors, truncated in entries:
             if not self.report_truncated:
-                entry: dict[str, Any] = {"record": number, "errors": errors}
+                entry: dict[str, Any] = {"record": number, "record_kind": self.record_kind, "errors": errors}
                 if truncated:
                     entry["errors_truncated"] = True
                 line = dumps(entry) + b"\n"
@@ -238,16 +257,48 @@ class _Run:
                     self.report_room -= len(line)
                     report.write(line)
             if self.first_budget.count:
-                kept, _ = self.first_budget.take([{"record": number, **storable_error(e)} for e in errors])
+                kept, _ = self.first_budget.take(
+                    [{"record": number, "record_kind": self.record_kind, **storable_error(e)} for e in errors]
+                )
                 self.first_errors.extend(kept)
         self.invalid += len(entries)
 
+    def keep_partial(self, report: Any) -> None:
+        """The job was cancelled while this run owned it: keep the report of
+        the records its last progress write counted (the ones the
+        cancellation did not refund), with their counts. A run superseded by
+        another leaves nothing."""
+        cancelled = ValidationJob.objects.filter(
+            pk=self.job.pk, status=JobStatus.CANCELLED, attempts=self.job.attempts, report=""
+        )
+        if not cancelled.exists():
+            return
+        position, self.processed, self.valid, self.invalid, first, self.report_truncated = self.mark
+        del self.first_errors[first:]
+        report.seek(position)
+        report.truncate()
+        name = self.save_report(report)
+        updated = cancelled.update(
+            processed=self.processed,
+            valid_count=self.valid,
+            invalid_count=self.invalid,
+            first_errors=self.first_errors,
+            report=name,
+            report_truncated=self.report_truncated,
+        )
+        if not updated:
+            discard(name)
+
+    def save_report(self, report: Any) -> str:
+        """Save the report file to storage; its name ("" if no errors)."""
+        if not (self.invalid and report.tell()):
+            return ""
+        report.seek(0)
+        target = f"reports/{self.job.account_id}/{self.job.pk}-{self.job.attempts}.ndjson"
+        return default_storage.save(target, File(report, name=target))
+
     def finish(self, report: Any) -> None:
-        name = ""
-        if self.invalid and report.tell():
-            report.seek(0)
-            target = f"reports/{self.job.account_id}/{self.job.pk}-{self.job.attempts}.ndjson"
-            name = default_storage.save(target, File(report, name=target))
+        name = self.save_report(report)
         # Reserved and processed agree by construction (one record splitter);
         # if they ever did not, the client pays for what was validated.
         reserved = self.job.units_reserved
@@ -266,6 +317,7 @@ class _Run:
         if overcharge:
             log.warning("Job %s reserved %s units for %s records", self.job.pk, reserved, self.processed)
             job_refund(job_id=self.job.pk)
+        job_finished_send(job_id=self.job.pk, status=JobStatus.SUCCEEDED)
         log.info(
             "Job %s done: %s records, %s valid, %s invalid (attempt %s)",
             self.job.pk,

@@ -172,11 +172,14 @@ def jobs(request: HttpRequest) -> HttpResponse:
 @api_view("GET", "DELETE")
 @metered(requests=1, units=0)
 def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
+    """The job's summary and links; ``?include=errors`` adds its first 100
+    errors (the whole report is ``/errors``)."""
     if request.method == "DELETE":
         job = job_cancel(account_id=_account(request), job_id=job_id)
-    else:
-        job = job_get(account_id=_account(request), job_id=job_id)
-    return json_response(show.job_full(request, job))
+        return json_response(show.job_full(request, job))
+    errors = "errors" in show.includes(request, ("errors",))
+    job = job_get(account_id=_account(request), job_id=job_id)
+    return json_response(show.job_full(request, job, errors=errors))
 
 
 @api_view("GET")
@@ -184,18 +187,25 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
 def job_errors(request: HttpRequest, job_id: str) -> HttpResponse:
     """The error report, NDJSON, streamed from storage as it is read (never
     whole in memory): one line per invalid record, ``{"record": N,
-    "errors": [...]}``. 410 ``report_expired`` once the retention period
-    deleted it; 503 ``storage_unavailable`` if storage does not answer."""
+    "record_kind": "line"|"index"|"row", "errors": [...]}``; a cancelled
+    job's covers what it processed. 410 ``report_expired`` once the
+    retention period deleted it; 503 ``storage_unavailable`` if storage does
+    not answer."""
     job = job_get(account_id=_account(request), job_id=job_id)
-    if job.status != "succeeded":
-        raise ReportUnavailable(f"The job is {job.status}; its report exists once it has succeeded.")
+    if not job.has_report:
+        raise ReportUnavailable(f"The job is {job.status}; its report exists once it has succeeded or was cancelled.")
     if job.files_deleted_at is not None:
         raise ReportExpired(details={"deleted_at": job.files_deleted_at.isoformat()})
+    # The same NDJSON as text/plain when the client prefers it (generated
+    # clients read that as a string).
+    content_type = "application/x-ndjson"
+    if request.get_preferred_type(["application/x-ndjson", "text/plain"]) == "text/plain":
+        content_type = "text/plain; charset=utf-8"
     if not job.report:
-        return HttpResponse(b"", content_type="application/x-ndjson")
+        return HttpResponse(b"", content_type=content_type)
     try:
         report = default_storage.open(job.report, "rb")
     except STORAGE_ERRORS as exc:
         log.warning("Could not open the report of job %s (%s)", job.pk, describe(exc))
         raise StorageUnavailable("Storage did not answer; retry shortly.") from exc
-    return FileResponse(report, content_type="application/x-ndjson")  # type: ignore[return-value]
+    return FileResponse(report, content_type=content_type)  # type: ignore[return-value]

@@ -1,8 +1,9 @@
 """The RQ worker class of ``manage.py rqworker`` (``settings.RQ["WORKER_CLASS"]``).
 
 It is RQ's forking worker plus the usage ledger's flusher (a thread, see
-``quotas.flusher``) and the recovery sweep (``validation.recovery``), run in
-the worker's main process:
+``quotas.flusher``) and the recovery sweep (``validation.recovery``; with it,
+the expiry of idempotency keys and the hand-over of due webhook deliveries),
+run in the worker's main process:
 
 - when the worker starts, and then every ``VALIDATION_RECOVERY_INTERVAL``
   seconds while it waits for jobs (the blocking dequeue is cut into slices
@@ -25,8 +26,10 @@ from django.db import connections
 from redis import ConnectionPool, Redis
 from rq.worker import Worker
 
+from idempotency.services import keys_expire_safely
 from quotas.backends import process_flusher
 from validation.recovery import jobs_recover_safely
+from webhooks.services import deliveries_hand_over_safely
 
 DEFAULT_RECOVERY_INTERVAL = 10.0
 
@@ -61,6 +64,8 @@ class ValidationWorker(Worker):
         self._last_sweep = now
         try:
             report = jobs_recover_safely()
+            expired = keys_expire_safely()
+            handed = deliveries_hand_over_safely()
         finally:
             connections.close_all()
         if report:
@@ -72,6 +77,10 @@ class ValidationWorker(Worker):
                 len(report.refunded),
                 len(report.expired),
             )
+        if expired:
+            self.log.info("Worker %s: deleted %s expired idempotency key(s)", self.name, expired)
+        if handed:
+            self.log.info("Worker %s: handed %s due webhook delivery(ies) to the queue", self.name, handed)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         """Wait for a job in slices of the recovery interval, sweeping

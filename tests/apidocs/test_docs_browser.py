@@ -1,4 +1,4 @@
-"""The API docs page in Debian's Chromium: its own script renders
+"""The API docs page in Debian's Chromium: rendered on the server from
 openapi.json, with nothing fetched from another site."""
 
 from __future__ import annotations
@@ -27,9 +27,13 @@ def test_docs_page_renders_the_description(redis_server: RedisServer, tmp_path: 
         page.goto(f"{base}/api/docs/")
         expect(page.locator("details#ping summary")).to_contain_text("/api/v1/ping")
         expect(page.locator("details#usage summary")).to_contain_text("/api/v1/usage")
-        expect(page.locator("main table").first).to_contain_text("rate_limited")
+        expect(page.locator("#errors table")).to_contain_text("rate_limited")
+        expect(page.locator("tr#error-idempotency_key_reused")).to_contain_text("422")
         page.click("details#ping summary")
         expect(page.locator("details#ping")).to_contain_text("Retry-After")
+        expect(page.locator("details#ping pre.sample.curl")).to_contain_text("$TOLLGATE_URL/api/v1/ping")
+        page.click("details#validate summary")
+        expect(page.locator("details#validate summary code")).to_contain_text("max_sync_instances")
         page.screenshot(path=str(ROOT / "test-results" / "api-docs.png"), full_page=True)
     assert errors == []
     assert requested and all(url.startswith(base) for url in requested), requested

@@ -84,7 +84,7 @@ def test_every_kind_of_bad_key_gets_the_same_401(client: Client, backend: Backen
         bodies.add(response.content.replace(response["X-Request-ID"].encode(), b"<id>"))
     assert bodies == {
         b'{"error":{"code":"invalid_api_key","message":"The API key is invalid, revoked or expired.",'
-        b'"request_id":"<id>"}}'
+        b'"request_id":"<id>","doc_url":"/api/docs/#error-invalid_api_key"}}'
     }
     assert ping(client, good.key).status_code == 200
 
@@ -129,9 +129,13 @@ def test_headers_parse_as_structured_fields(client: Client, backend: Backend) ->
     assert [(item.value, dict(item.params)) for item in policy] == [
         ("per-minute", {"q": 100, "w": 60}),
         ("per-hour", {"q": 5000, "w": 3600}),
-        ("daily-quota", {"q": 10000, "w": 86400}),
-        ("monthly-quota", {"q": 200000, "w": policy[3].params["w"]}),
+        ("daily-quota", {"q": 10000, "w": 86400, "tollgate-unit": "records"}),
+        ("monthly-quota", {"q": 200000, "w": policy[3].params["w"], "tollgate-unit": "records"}),
     ]
+    # As the draft (-10 to -12) has them: policies are Strings, q and w
+    # non-negative Integers (w non-zero), r and t non-negative Integers.
+    assert all(isinstance(item.value, str) for item in policy)
+    assert all(isinstance(item.params["q"], int) and item.params["w"] > 0 for item in policy)
     current = http_sfv.List()
     current.parse(response["RateLimit"].encode())
     assert [item.value for item in current] == ["per-minute", "per-hour", "daily-quota", "monthly-quota"]

@@ -29,13 +29,13 @@ FAST_RECOVERY = {
 
 
 class Worker:
-    """A ``manage.py rqworker validation`` process (its own session, so that
+    """A ``manage.py rqworker webhooks validation`` process (its own session, so that
     it can be killed the way a platform kills a dyno)."""
 
     def __init__(self, env: dict[str, str], cwd: Path = ROOT) -> None:
         self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "rqworker", "validation"],
+            [sys.executable, str(ROOT / "manage.py"), "rqworker", "webhooks", "validation"],
             cwd=cwd,
             env=env,
             stdout=self.log,
@@ -107,7 +107,7 @@ class Client:
         return self.http.post(f"/api/v1/jobs?schema={schema}", content=content, headers={"Content-Type": content_type})
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self.http.get(f"/api/v1/jobs/{job_id}").json()
+        return self.http.get(f"/api/v1/jobs/{job_id}", params={"include": "errors"}).json()
 
     def finished(self, job_id: str, *, timeout: float = 60) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:

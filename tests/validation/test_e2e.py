@@ -88,6 +88,7 @@ def test_ndjson_10k_records_exact_counts_error_lines_and_quota(env: dict[str, st
     first = job["errors"][0]
     assert first == {
         "record": 97,
+        "record_kind": "line",
         "instance_path": "/qty",
         "schema_path": "/properties/qty/minimum",
         "keyword_location": "tollgate://schemas/order/1#/properties/qty/minimum",

@@ -85,11 +85,11 @@ def test_a_raw_upload_is_stored_counted_reserved_and_queued(order: Api, media_ro
     assert units(order) == 25
 
     assert job_run(job_id=job.pk) == "succeeded"
-    done = order.get(body["url"]).json()
+    done = order.get(body["url"] + "?include=errors").json()
     assert done["status"] == "succeeded"
     assert done["progress"] == {"processed": 25, "total": 25}
     assert done["summary"] == {"valid": 20, "invalid": 5}
-    assert [e["record"] for e in done["errors"]] == [5, 10, 15, 20, 25]
+    assert [(e["record"], e["record_kind"]) for e in done["errors"]] == [(n, "line") for n in (5, 10, 15, 20, 25)]
     assert done["units"] == {"reserved": 25, "refunded": 0}
     report = order.get(f"{body['url']}/errors")
     assert report["Content-Type"] == "application/x-ndjson"
@@ -107,6 +107,7 @@ def test_content_length_over_the_plan_is_413_before_reading(db: None, media_root
         "message": "The upload is larger than the plan allows.",
         "details": {"max_upload_bytes": 1000},
         "request_id": response["X-Request-ID"],
+        "doc_url": "/api/docs/#error-payload_too_large",
     }
     assert stored_files(media_root) == []
     assert units(api) == 0
@@ -228,7 +229,9 @@ def test_cancelling_a_queued_job_refunds_it_and_deletes_the_upload(order: Api, m
     assert stored_files(media_root) == []
     assert order.client.delete(f"/api/v1/jobs/{job_id}").status_code == 200  # idempotent
     assert job_run(job_id=job_id) == "skipped"
-    assert order.get(f"/api/v1/jobs/{job_id}/errors").json()["error"]["code"] == "report_unavailable"
+    report = order.get(f"/api/v1/jobs/{job_id}/errors")  # what it processed: nothing
+    assert report.status_code == 200 and report["Content-Type"] == "application/x-ndjson"
+    assert b"".join(getattr(report, "streaming_content", [report.content])) == b""
 
 
 def test_a_finished_job_cannot_be_cancelled(order: Api) -> None:

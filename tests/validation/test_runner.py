@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from django.core.files.storage import default_storage
 from django.db import OperationalError, connection
@@ -139,7 +140,8 @@ def test_cancelling_a_running_job_stops_it_and_refunds_the_rest(
 
     def cancel_after_first_progress(self: Any, **fields: Any) -> None:
         original(self, **fields)
-        job_cancel(account_id=self.job.account_id, job_id=self.job.pk)
+        if self.processed:  # a write may come before the first batch (a tick while it runs)
+            job_cancel(account_id=self.job.account_id, job_id=self.job.pk)
 
     monkeypatch.setattr(runner._Run, "write", cancel_after_first_progress)
     assert job_run(job_id=job.pk) == "interrupted"
@@ -148,7 +150,15 @@ def test_cancelling_a_running_job_stops_it_and_refunds_the_rest(
     assert 0 < row.processed < 3000  # progress is checked after every batch (a chunk read)
     assert row.refund_units == 3000 - row.processed and row.refunded_at is not None
     assert used(job) == row.processed
-    assert row.upload == "" and stored_files(media_root) == []
+    # The report of what it processed (and paid for) stays; the upload goes.
+    assert row.upload == "" and stored_files(media_root) == [row.report]
+    with default_storage.open(row.report, "rb") as file:
+        lines = [orjson.loads(line) for line in file.read().splitlines()]
+    _, invalid = orders(3000, invalid_every=7)
+    assert [line["record"] for line in lines] == [n + 1 for n in sorted(invalid) if n < row.processed]
+    assert {line["record_kind"] for line in lines} == {"line"}
+    assert row.invalid_count == len(lines) and row.valid_count == row.processed - len(lines)
+    assert [e["record"] for e in row.first_errors] == [line["record"] for line in lines][:100]
 
 
 def test_a_storage_failure_fails_the_job_and_refunds_it(db: None, media_root: Path) -> None:

@@ -1,0 +1,1 @@
+"""Idempotency-Key for every POST under ``/api/v1/`` (``idempotency.middleware``)."""

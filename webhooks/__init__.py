@@ -1,0 +1,1 @@
+"""Webhooks: signed notifications of finished jobs to an account's endpoints."""
