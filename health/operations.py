@@ -30,7 +30,8 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from health import failed_jobs, rq_stats, usage
-from project.redis import display_address
+from health.checks import role_facts
+from project.redis import CONNECT_TIMEOUT, SOCKET_TIMEOUT
 from quotas.backends import get_backend
 from quotas.traffic import Traffic
 from validation.queue import get_queue_service
@@ -88,13 +89,17 @@ class Snapshot:
 
 
 def connection_facts() -> dict[str, Any]:
-    """The allowlisted connection settings of the shared pool (no I/O)."""
+    """The allowlisted connection settings of the counters' pool (the seed
+    nodes' on a Cluster), no I/O."""
     from django_redis import get_redis_connection
 
-    pool = get_redis_connection("default").connection_pool
-    kwargs = pool.connection_kwargs
+    cluster = getattr(get_backend(), "cluster", None)
+    if cluster is not None:
+        kwargs = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT}
+    else:
+        kwargs = get_redis_connection("default").connection_pool.connection_kwargs
     facts = {name: kwargs[name] for name in DISPLAYABLE_CONNECTION_KWARGS if kwargs.get(name) is not None}
-    facts["tls"] = settings.REDIS_URL.startswith("rediss://")
+    facts["tls"] = role_facts("counters")["tls"]
     return facts
 
 
@@ -161,7 +166,9 @@ def take_snapshot(*, now: float | None = None) -> Snapshot:
         redis.update(
             connected=server.error is None and not down,
             error=(down[0].reason if down else server.error),
-            address=display_address(settings.REDIS_URL),
+            address=role_facts("counters")["address"],
+            topology=role_facts("counters")["topology"],
+            queue=role_facts("queue"),
             connection=connection_facts(),
             server=server.value,
         )

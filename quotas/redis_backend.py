@@ -10,6 +10,13 @@ connection is the pool's own kind, so timeouts, TLS, AUTH and the idle health
 check are those of ``project.redis``; a failed round trip is retried once on a
 fresh connection (a timeout is not: see ``_round_trip``), and a NOSCRIPT reply
 (Redis restarted) loads the script and sends the same command again.
+
+Through Sentinel (``REDIS_SENTINELS``) the pool is django-redis's Sentinel
+pool: a new connection asks the Sentinels for the master, and a broken one
+or a READONLY reply (the master was demoted) is replaced on the next try,
+so the service follows a failover without a restart. On a Redis Cluster
+(``REDIS_CLUSTER_NODES``) the hot path goes to the node of the account's
+slot instead (``quotas.cluster``).
 """
 
 from __future__ import annotations
@@ -30,10 +37,12 @@ from redis import Redis
 from redis.commands.core import Script
 from redis.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import MovedError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from project.redis import counters_role
 from quotas import codec
+from quotas.cluster import ClusterCounters
 from quotas.codec import encode
 from quotas.contract import HASH_TTL_MS, LEASE_MARGIN, QUOTA_FIELDS, Charge, Subject, parse_quota_field
 from quotas.decision import Decision
@@ -56,6 +65,12 @@ def _key_prefix() -> str:
     return getattr(settings, "QUOTAS_KEY_PREFIX", "tg:")
 
 
+_REDIS_SETTINGS = frozenset(
+    {"CACHES", "REDIS_URL", "QUOTAS_KEY_PREFIX", "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"}
+    | {"REDIS_CLUSTER_NODES", "REDIS_PASSWORD", "REDIS_TLS"}
+)
+
+
 class _Epoch:
     """Bumped when the Redis settings change (tests), so that kept
     connections and encoded commands are replaced."""
@@ -68,7 +83,7 @@ _EPOCH = _Epoch()
 
 @receiver(setting_changed)
 def _redis_settings_changed(setting: str, **kwargs: Any) -> None:
-    if setting in ("CACHES", "REDIS_URL", "QUOTAS_KEY_PREFIX"):
+    if setting in _REDIS_SETTINGS:
         _EPOCH.value += 1
         _key_prefix.cache_clear()
 
@@ -97,11 +112,33 @@ class RedisBackend:
         self._target = codec.Target(self._charge.sha.encode(), account_key, lease_margin)
         self._target_epoch = _EPOCH.value
         self._kept = _Kept()
+        self._cluster = self._cluster_for_settings()
 
     @staticmethod
-    def client() -> Redis:
-        """A client on the shared pool, for everything but the hot path."""
-        return get_redis_connection("default")
+    def _cluster_for_settings() -> ClusterCounters | None:
+        role = counters_role(settings)
+        return ClusterCounters(role, settings.REDIS_SSL_CERT_REQS) if role.kind == "cluster" else None
+
+    def _follow_settings(self) -> None:
+        """Rebuild what the Redis settings shape, after they changed (tests)."""
+        if self._target_epoch != _EPOCH.value:
+            self._target = codec.Target(self._target.script, account_key, self.lease_margin)
+            if self._cluster is not None:
+                self._cluster.close()
+            self._cluster = self._cluster_for_settings()
+            self._target_epoch = _EPOCH.value
+
+    @property
+    def cluster(self) -> ClusterCounters | None:
+        """The Redis Cluster of the counters, or None (one server or Sentinel)."""
+        self._follow_settings()
+        return self._cluster
+
+    def client(self) -> Redis:
+        """A client for everything but the hot path: on the shared pool, or
+        the Cluster client (whose pipelines group commands by node)."""
+        cluster = self.cluster
+        return get_redis_connection("default") if cluster is None else cluster.client  # type: ignore[return-value]
 
     def connection(self) -> AbstractConnection:
         """The connection this thread keeps for ``charge``: taken from the
@@ -117,10 +154,14 @@ class RedisBackend:
         kept.connection, kept.pool, kept.pid, kept.epoch = pool.get_connection(), pool, pid, _EPOCH.value
         return kept.connection
 
-    def _send(self, script: Script, command: bytes) -> Any:
-        """One round trip of ``command``, an EVALSHA of ``script``; after a
-        NOSCRIPT reply (Redis restarted) the script is loaded and the same
-        command sent again (a script's SHA1 never changes)."""
+    def _send(self, script: Script, command: bytes, account_id: int) -> Any:
+        """One round trip of ``command``, an EVALSHA of ``script`` on the
+        account's key; after a NOSCRIPT reply (Redis restarted, a replica
+        promoted) the script is loaded and the same command sent again (a
+        script's SHA1 never changes)."""
+        cluster = self._cluster
+        if cluster is not None:
+            return self._send_to_slot(cluster, script, command, account_key(account_id))
         connection = self.connection()
         try:
             return _round_trip(connection, command)
@@ -128,23 +169,45 @@ class RedisBackend:
             _round_trip(connection, encode(b"SCRIPT", b"LOAD", script.script))
             return _round_trip(connection, command)
 
-    def _evalsha(self, script: Script, key: str, args: list[Any]) -> Any:
-        return self._send(script, encode(b"EVALSHA", script.sha, 1, key, *args))
+    @staticmethod
+    def _send_to_slot(cluster: ClusterCounters, script: Script, command: bytes, key: str) -> Any:
+        """:meth:`_send` on a Cluster, to the primary of ``key``'s slot; after
+        MOVED the slot map is read again and the command sent once more."""
+        for attempt in (1, 2):
+            connection = cluster.connection(key)
+            try:
+                try:
+                    return _round_trip(connection, command)
+                except NoScriptError:
+                    _round_trip(connection, encode(b"SCRIPT", b"LOAD", script.script))
+                    return _round_trip(connection, command)
+            except MovedError:
+                if attempt == 2:
+                    raise
+                cluster.failed()
+                cluster.refresh()
+            except (RedisConnectionError, OSError):
+                cluster.failed()
+                raise
+        raise AssertionError("unreachable")
+
+    def _evalsha(self, script: Script, account_id: int, args: list[Any]) -> Any:
+        self._follow_settings()
+        return self._send(script, encode(b"EVALSHA", script.sha, 1, account_key(account_id), *args), account_id)
 
     def ping(self) -> None:
         self.client().ping()
 
     def initialize(self) -> None:
-        """Load the scripts, so the first request pays for nothing."""
+        """Load the scripts (on every primary of a Cluster), so the first
+        request pays for nothing."""
         client = self.client()
         for script in (self._charge, self._generation, self._refund):
             script.sha = client.script_load(script.script)
 
     def generation(self, account_id: int) -> str:
         """The account's generation, created if missing (``lua/generation.lua``)."""
-        raw = self._evalsha(
-            self._generation, account_key(account_id), [secrets.token_hex(8), int(time.time() * 1000), HASH_TTL_MS]
-        )
+        raw = self._evalsha(self._generation, account_id, [secrets.token_hex(8), int(time.time() * 1000), HASH_TTL_MS])
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
     def generations(self, account_ids: list[int]) -> dict[int, str]:
@@ -153,9 +216,14 @@ class RedisBackend:
         now = int(time.time() * 1000)
         for account_id in account_ids:
             self._generation(keys=[account_key(account_id)], args=[secrets.token_hex(8), now, HASH_TTL_MS], client=pipe)
+        try:
+            replies = pipe.execute()
+        except NoScriptError:  # a Cluster's pipeline does not load scripts itself
+            self.initialize()
+            return self.generations(account_ids)
         return {
             account_id: raw.decode() if isinstance(raw, bytes) else str(raw)
-            for account_id, raw in zip(account_ids, pipe.execute(), strict=True)
+            for account_id, raw in zip(account_ids, replies, strict=True)
         }
 
     def charge(self, subject: Subject, charge: Charge, now_ms: int) -> Decision:
@@ -163,10 +231,11 @@ class RedisBackend:
         round trip. Raises :class:`~quotas.contract.StaleGeneration`, and
         redis-py's ConnectionError/TimeoutError."""
         if self._target_epoch != _EPOCH.value:  # the key prefix may have changed
-            self._target = codec.Target(self._target.script, account_key, self.lease_margin)
-            self._target_epoch = _EPOCH.value
+            self._follow_settings()
         command, frame = codec.command(subject, charge, now_ms, self._target)
-        reply = codec.decode(self._send(self._charge, command), len(subject.rates), len(subject.quotas))
+        reply = codec.decode(
+            self._send(self._charge, command, subject.account_id), len(subject.rates), len(subject.quotas)
+        )
         return Decision(subject, reply, now_ms, frame.windows)
 
     def refund(self, account_id: int, units: int, *, at: float) -> None:
@@ -176,7 +245,7 @@ class RedisBackend:
         args: list[Any] = [units]
         for window, field in QUOTA_FIELDS.items():
             args += (field, window_at(window, at_ms).id)
-        self._evalsha(self._refund, account_key(account_id), args)
+        self._evalsha(self._refund, account_id, args)
 
     def invalidate(self, account_ids: list[int]) -> None:
         """Make every process reload these accounts on their next request."""
@@ -211,26 +280,44 @@ class RedisBackend:
         return traffic_from(list(zip(keys_by_account.values(), values, strict=True)), now_ms)
 
     def server_info(self) -> dict[str, Any]:
-        """Facts about the Redis server, from an allowlist: never its
-        configuration or credentials."""
-        client = self.client()
-        started = time.perf_counter()
-        client.ping()
-        ping_ms = (time.perf_counter() - started) * 1000
-        info = client.info()
-        try:
-            rdb: bool | None = bool(client.config_get("save").get("save"))
-        except ResponseError:  # managed services often disable CONFIG
-            rdb = None
-        return {
-            "version": info.get("redis_version"),
-            "used_memory": info.get("used_memory"),
-            "used_memory_human": info.get("used_memory_human"),
-            "connected_clients": info.get("connected_clients"),
-            "persistence": {"rdb": rdb, "aof": bool(info.get("aof_enabled"))},
-            "uptime_seconds": info.get("uptime_in_seconds"),
-            "ping_ms": round(ping_ms, 3),
-        }
+        """Facts about the Redis server (summed over a Cluster's primaries),
+        from an allowlist: never its configuration or credentials."""
+        cluster = self.cluster
+        if cluster is not None:
+            facts = cluster.server_info()
+            return {
+                "version": facts["version"],
+                "nodes": facts["nodes"],
+                "used_memory": facts["used_memory"],
+                "used_memory_human": f"{facts['used_memory'] / 1048576:.2f}M",
+                "connected_clients": facts["connected_clients"],
+                "persistence": {"rdb": None, "aof": facts["aof"]},
+                "uptime_seconds": facts["uptime_seconds"],
+                "ping_ms": facts["ping_ms"],
+            }
+        return server_facts(self.client())
+
+
+def server_facts(client: Redis) -> dict[str, Any]:
+    """Facts about the server ``client`` talks to, from an allowlist: never
+    its configuration or credentials."""
+    started = time.perf_counter()
+    client.ping()
+    ping_ms = (time.perf_counter() - started) * 1000
+    info = client.info()
+    try:
+        rdb: bool | None = bool(client.config_get("save").get("save"))
+    except ResponseError:  # managed services often disable CONFIG
+        rdb = None
+    return {
+        "version": info.get("redis_version"),
+        "used_memory": info.get("used_memory"),
+        "used_memory_human": info.get("used_memory_human"),
+        "connected_clients": info.get("connected_clients"),
+        "persistence": {"rdb": rdb, "aof": bool(info.get("aof_enabled"))},
+        "uptime_seconds": info.get("uptime_in_seconds"),
+        "ping_ms": round(ping_ms, 3),
+    }
 
 
 def _round_trip(connection: AbstractConnection, command: bytes) -> Any:
