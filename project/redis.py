@@ -17,7 +17,9 @@ from django_redis.pool import SentinelConnectionFactory as DjangoRedisSentinelFa
 from redis.backoff import NoBackoff
 from redis.connection import ConnectionPool
 from redis.retry import Retry
-from redis.sentinel import SentinelConnectionPool, SentinelManagedSSLConnection
+from redis.connection import SSLConnection
+from redis.sentinel import SentinelConnectionPool
+from redis.sentinel import SentinelManagedConnection as RedisSentinelManagedConnection
 
 SCHEMES = ("redis", "rediss", "unix")
 # TLS certificate checks of rediss:// (REDIS_SSL_CERT_REQS), the default first.
@@ -324,6 +326,41 @@ class SentinelConnectionFactory(DjangoRedisSentinelFactory):  # type: ignore[typ
         return self._pools[key]
 
 
+class SentinelManagedConnection(RedisSentinelManagedConnection):
+    """redis-py's connection to the master a Sentinel names, asking the
+    Sentinels again on *every* reconnect.
+
+    redis-py (8.1) asks them only in ``connect()``; a command sent on a
+    connection that was closed (the master died under it) reconnects through
+    ``connect_check_health()`` to the address it had, the dead master's,
+    forever. A kept connection (the counters' hot path) would never follow
+    a failover."""
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self._sock:
+            return
+        if self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
+
+    def connect_to(self, address: tuple[str, int]) -> None:
+        # The address was just asked for: connect without asking again.
+        self.host, self.port = address
+        super().connect_check_health(check_health=self.connection_pool.check_connection, retry_socket_connect=False)
+
+    def _connect_retry(self) -> None:
+        if self._sock:
+            return
+        if self.connection_pool.is_master:
+            self.connect_check_health(check_health=self.connection_pool.check_connection, retry_socket_connect=False)
+        else:
+            super()._connect_retry()
+
+
+class SentinelManagedSSLConnection(SentinelManagedConnection, SSLConnection):
+    pass
+
+
 class PinnedTimeoutSentinelConnectionPool(SentinelConnectionPool):
     """:class:`PinnedTimeoutConnectionPool` for a master found through Sentinel."""
 
@@ -347,6 +384,7 @@ def role_cache_config(role: Role, ssl_cert_reqs: str = "required") -> dict[str, 
     if role.kind != "sentinel" or role.problem:
         return cache_config(PLACEHOLDER_URL, ssl_cert_reqs)
     pool_kwargs = connection_pool_kwargs("redis://", ssl_cert_reqs)
+    pool_kwargs["connection_class"] = SentinelManagedConnection
     sentinel_kwargs: dict[str, Any] = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT}
     if role.password:
         pool_kwargs["password"] = role.password
