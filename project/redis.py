@@ -15,9 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from django_redis.pool import SentinelConnectionFactory as DjangoRedisSentinelFactory
 from redis.backoff import NoBackoff
-from redis.connection import ConnectionPool
+from redis.connection import ConnectionPool, SSLConnection
 from redis.retry import Retry
-from redis.connection import SSLConnection
 from redis.sentinel import SentinelConnectionPool
 from redis.sentinel import SentinelManagedConnection as RedisSentinelManagedConnection
 
