@@ -68,6 +68,16 @@ def redis_stats(client: redis.Redis) -> tuple[int, float]:
     return calls, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
+def _warnings(log: Path) -> dict[str, int]:
+    """What the variant's gunicorn warned about (why a request got a 503)."""
+    counts: dict[str, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if " WARNING " in line:
+            message = line.split(": ", 1)[-1][:80]
+            counts[message] = counts.get(message, 0) + 1
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk = load.find_wrk(install=not args.no_install)
@@ -131,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 requests[server.variant.name] += result.requests
                 say(f"round {round_index + 1} {server.variant.name}: {result.rps:.0f} req/s")
         after = {name: redis_stats(client) for name, client in {"single": single.client(), **nodes}.items()}
+        warnings = {server.variant.name: _warnings(server.log_path) for server in servers}
     except Exception:
         for server in servers:
             print(f"--- gunicorn log of {server.variant.name} ---\n{server.log_tail(15)}", file=sys.stderr)
@@ -159,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         share = f"{calls[name] / cluster_calls:6.1%} of the cluster's" if name in nodes else " " * 21
         per_call = cpu[name] / calls[name] * 1e6 if calls[name] else 0.0
         print(f"  {name:8} {calls[name]:8d} calls {share}  {per_call:6.1f} us CPU per call")
+    for name, counts in warnings.items():
+        for message, count in sorted(counts.items(), key=lambda item: -item[1])[:3]:
+            print(f"  {name} warned {count}x: {message}")
     print(f"\n(load: {'wrk' if wrk else 'Python closed loop on the same cores'}, {args.connections} connections)")
     return 0
 
