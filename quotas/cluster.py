@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from redis.backoff import NoBackoff
@@ -30,6 +32,17 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from project.redis import CONNECT_TIMEOUT, HEALTH_CHECK_INTERVAL, RETRIES, SOCKET_TIMEOUT, Role
+
+
+@contextmanager
+def as_redis_errors() -> Iterator[None]:
+    """Raise a Cluster's own failures (no node for a slot, no slot map: not
+    RedisErrors) as redis-py's ConnectionError, like any "Redis is down"."""
+    try:
+        yield
+    except RedisClusterException as exc:
+        raise RedisConnectionError(f"Redis Cluster unavailable: {type(exc).__name__}") from None
+
 
 # After a node failed, the slot map is read again at most this often (a
 # dead node's slots move to a replica within the cluster's node timeout).

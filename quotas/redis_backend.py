@@ -42,7 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from project.redis import counters_role
 from quotas import codec
-from quotas.cluster import ClusterCounters
+from quotas.cluster import ClusterCounters, as_redis_errors
 from quotas.codec import encode
 from quotas.contract import HASH_TTL_MS, LEASE_MARGIN, QUOTA_FIELDS, Charge, Subject, parse_quota_field
 from quotas.decision import Decision
@@ -196,14 +196,16 @@ class RedisBackend:
         return self._send(script, encode(b"EVALSHA", script.sha, 1, account_key(account_id), *args), account_id)
 
     def ping(self) -> None:
-        self.client().ping()
+        with as_redis_errors():
+            self.client().ping()
 
     def initialize(self) -> None:
         """Load the scripts (on every primary of a Cluster), so the first
         request pays for nothing."""
-        client = self.client()
-        for script in (self._charge, self._generation, self._refund):
-            script.sha = client.script_load(script.script)
+        with as_redis_errors():
+            client = self.client()
+            for script in (self._charge, self._generation, self._refund):
+                script.sha = client.script_load(script.script)
 
     def generation(self, account_id: int) -> str:
         """The account's generation, created if missing (``lua/generation.lua``)."""
@@ -217,7 +219,7 @@ class RedisBackend:
         for account_id in account_ids:
             self._generation(keys=[account_key(account_id)], args=[secrets.token_hex(8), now, HASH_TTL_MS], client=pipe)
         try:
-            replies = pipe.execute()
+            replies = _execute(pipe)
         except NoScriptError:  # a Cluster's pipeline does not load scripts itself
             self.initialize()
             return self.generations(account_ids)
@@ -252,7 +254,7 @@ class RedisBackend:
         pipe = self.client().pipeline(transaction=False)
         for account_id in account_ids:
             pipe.hdel(account_key(account_id), "g")
-        pipe.execute()
+        _execute(pipe)
 
     def usage(self, account_ids: list[int], *, now: float | None = None) -> dict[int, dict[str, int]]:
         """Units used this UTC day and month per account (one round trip)."""
@@ -262,7 +264,7 @@ class RedisBackend:
         for account_id in account_ids:
             pipe.hmget(account_key(account_id), *QUOTA_FIELDS.values())
         usage = {}
-        for account_id, (day, month) in zip(account_ids, pipe.execute(), strict=True):
+        for account_id, (day, month) in zip(account_ids, _execute(pipe), strict=True):
             usage[account_id] = {
                 "day": parse_quota_field(day, windows["day"].id),
                 "month": parse_quota_field(month, windows["month"].id),
@@ -276,7 +278,7 @@ class RedisBackend:
         pipe = self.client().pipeline(transaction=False)
         for account_id, key_ids in keys_by_account.items():
             pipe.hmget(account_key(account_id), traffic_fields(key_ids))
-        values = pipe.execute()
+        values = _execute(pipe)
         return traffic_from(list(zip(keys_by_account.values(), values, strict=True)), now_ms)
 
     def server_info(self) -> dict[str, Any]:
@@ -284,7 +286,8 @@ class RedisBackend:
         from an allowlist: never its configuration or credentials."""
         cluster = self.cluster
         if cluster is not None:
-            facts = cluster.server_info()
+            with as_redis_errors():
+                facts = cluster.server_info()
             return {
                 "version": facts["version"],
                 "nodes": facts["nodes"],
@@ -318,6 +321,13 @@ def server_facts(client: Redis) -> dict[str, Any]:
         "uptime_seconds": info.get("uptime_in_seconds"),
         "ping_ms": round(ping_ms, 3),
     }
+
+
+def _execute(pipe: Any) -> list[Any]:
+    """``pipe.execute()``, a Cluster's own failures raised as redis-py's
+    ConnectionError (``quotas.cluster.as_redis_errors``)."""
+    with as_redis_errors():
+        return pipe.execute()  # type: ignore[no-any-return]
 
 
 def _round_trip(connection: AbstractConnection, command: bytes) -> Any:

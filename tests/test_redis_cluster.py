@@ -116,6 +116,7 @@ def test_every_key_of_an_account_is_its_one_hash_in_one_slot(on_cluster: Cluster
         assert all(name.startswith("tg:{a") and name.endswith("}") for name in names), names
 
 
+@pytest.mark.e2e
 def test_a_concurrent_burst_is_exact_per_key_and_per_account_on_every_node(
     cluster: ClusterTopology, redis_server: RedisServer
 ) -> None:

@@ -112,6 +112,7 @@ def _until(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.01)
 
 
+@pytest.mark.e2e
 def test_failover_under_traffic_is_followed_without_restart(sentinel: SentinelTopology, tmp_path: Path) -> None:
     key = issue_key(rate_limits="", quotas=f"{QUOTA}/day")
     env = service_env(DATABASE_URL=database_url(), RATELIMIT_LEASES="false", **sentinel_env(sentinel))

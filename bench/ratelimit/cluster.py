@@ -72,7 +72,7 @@ def _warnings(log: Path) -> dict[str, int]:
     """What the variant's gunicorn warned about (why a request got a 503)."""
     counts: dict[str, int] = {}
     for line in log.read_text(errors="replace").splitlines():
-        if " WARNING " in line:
+        if " WARNING " in line or " ERROR " in line or " CRITICAL " in line:
             message = line.split(": ", 1)[-1][:80]
             counts[message] = counts.get(message, 0) + 1
     return counts
@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                 requests[server.variant.name] += result.requests
                 say(f"round {round_index + 1} {server.variant.name}: {result.rps:.0f} req/s")
         after = {name: redis_stats(client) for name, client in {"single": single.client(), **nodes}.items()}
+        # The statuses of one more pass over the keys, counted one by one.
+        statuses = {
+            s.variant.name: dict(load.exact(s.port, PING, keys, total=len(keys), concurrency=8)) for s in servers
+        }
         warnings = {server.variant.name: _warnings(server.log_path) for server in servers}
     except Exception:
         for server in servers:
@@ -170,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         share = f"{calls[name] / cluster_calls:6.1%} of the cluster's" if name in nodes else " " * 21
         per_call = cpu[name] / calls[name] * 1e6 if calls[name] else 0.0
         print(f"  {name:8} {calls[name]:8d} calls {share}  {per_call:6.1f} us CPU per call")
+    for name, counted in statuses.items():
+        print(f"  {name}: statuses of {len(keys)} more requests {counted}")
     for name, counts in warnings.items():
         for message, count in sorted(counts.items(), key=lambda item: -item[1])[:3]:
             print(f"  {name} warned {count}x: {message}")
