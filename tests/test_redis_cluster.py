@@ -26,7 +26,7 @@ from quotas.redis_backend import RedisBackend, account_key
 from tests.conftest import bearer
 from tests.factories import AccountFactory, PlanFactory, issue_key
 from tests.processes import database_url, gunicorn, service_env
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.redis_topology import ClusterTopology
 from tests.test_redis_mandatory import load_wsgi
 
@@ -211,3 +211,21 @@ def test_scripts_flushed_on_every_node_are_loaded_again(on_cluster: ClusterTopol
         assert client.get("/api/v1/ping", **bearer(key)).status_code == 200
     for key in keys:
         assert client.get("/api/v1/ping", **bearer(key)).status_code == 429
+
+
+def test_an_unreachable_cluster_meets_the_fail_mode_not_a_500(redis_server: RedisServer, client: Client) -> None:
+    nowhere = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    variables = {"REDIS_URL": "", "REDIS_CLUSTER_NODES": nowhere, "QUEUE_REDIS_URL": redis_server.url}
+    key = issue_key(rate_limits="10/m", quotas="").key
+    with override_settings(
+        **variables,
+        CACHES=caches(SimpleNamespace(**variables)),
+        RQ_QUEUES={"validation": {"USE_REDIS_CACHE": "queue", "DEFAULT_TIMEOUT": 3600}},
+    ):
+        response = client.get("/api/v1/ping", **bearer(key))
+        health = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "rate_limiter_unavailable"
+    assert health.status_code == 503
+    body = health.json()
+    assert body["redis"]["status"] == "disconnected" and body["queue"]["status"] == "connected"

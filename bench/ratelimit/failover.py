@@ -10,14 +10,13 @@ requests were admitted beyond the 100:
 
 - ``kill``: the master dies under steady traffic (replication lags by
   microseconds on loopback);
-- ``lag``: the replica replicates through a relay (a small TCP proxy here)
-  that stops passing anything a second before the master dies, so the
-  master's last second of writes never reaches it (a replication lag of a
-  second, as a congested link or a stalled replica would give; a SIGSTOPped
-  replica would not do: its kernel keeps receiving the stream);
+- ``lag``: the replication link is cut 1.5 s before the master dies (the
+  master drops its replica, which cannot authenticate again), so the
+  master's last 1.5 s of writes never reach the replica that is promoted (a
+  SIGSTOPped replica would not do: its kernel keeps receiving the stream);
 - ``lag+min-replicas``: the same, with ``min-replicas-to-write 1`` and
-  ``min-replicas-max-lag 1`` on the master, which refuses writes once its
-  replica has been silent for a second.
+  ``min-replicas-max-lag 1`` on the master, which refuses writes while no
+  replica has acknowledged within a second.
 
 It also measures, on a master and replica, what ``WAIT 1`` after each script
 call costs: the latency of one call with and without it, as a ratio.
@@ -28,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,8 +47,10 @@ from tests.processes import gunicorn_command, manage, stop, wait_for_http  # noq
 from tests.redis_server import free_port  # noqa: E402
 from tests.redis_topology import SentinelTopology  # noqa: E402
 
-LIMIT = 100  # the bench's burst plan: 100 per hour per key
+LIMIT = 400  # per hour, per key (the plan bench-failover)
 THREADS = 6
+PACE = 1 / 25  # seconds between one client's requests: about 150 a second in all
+LAG = 1.5  # seconds between the cut of the replication link and the kill
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,58 +72,13 @@ class Outcome:
     longest: float
 
 
-class Relay:
-    """A TCP relay between the replica and its master that can be cut: from
-    :meth:`cut` on, nothing passes in either direction (no stream, no ACK)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.cut_at: float | None = None
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def cut(self) -> None:
-        self.cut_at = time.monotonic()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                inbound, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                outbound = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                inbound.close()
-                continue
-            for source, sink in ((inbound, outbound), (outbound, inbound)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                if self.cut_at is None:
-                    sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 def drive(base: str, key: str, stop_event: threading.Event, samples: list[Sample]) -> None:
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
         while not stop_event.is_set():
             started = time.monotonic()
             status = client.get("/api/v1/ping").status_code
             samples.append(Sample(started, time.monotonic(), status))
+            time.sleep(max(0.0, started + PACE - time.monotonic()))
 
 
 def until(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
@@ -136,20 +91,19 @@ def until(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
 
 
 def scenario(name: str, env: dict[str, str], directory: Path) -> Outcome:
-    topology = SentinelTopology()
-    relay = Relay(topology.master.port)
-    # The replica replicates through the relay; everything else is as in the tests.
-    topology.replica.extra = ("--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", str(relay.port))
-    topology.start()
+    topology = SentinelTopology(password="bench-failover-pw").start()
     log = (directory / f"gunicorn-{name}.log").open("w+")
     process = None
     try:
         if name == "lag+min-replicas":
             topology.master.client().config_set("min-replicas-to-write", 1)
             topology.master.client().config_set("min-replicas-max-lag", 1)
-        key = json.loads(manage("create_api_key", "bench-burst", "--json", env=env).stdout.splitlines()[-1])["key"]
+        manage("create_account", f"bench-failover-{name}", "--plan", "bench-failover", env=env)
+        created = manage("create_api_key", f"bench-failover-{name}", "--json", env=env)
+        key = json.loads(created.stdout.splitlines()[-1])["key"]
         server_env = {
             **env,
+            "REDIS_PASSWORD": topology.password or "",
             "REDIS_SENTINELS": topology.nodes,
             "REDIS_SENTINEL_MASTER": topology.master_name,
             "RATELIMIT_LEASES": "false",
@@ -168,13 +122,14 @@ def scenario(name: str, env: dict[str, str], directory: Path) -> Outcome:
         admitted = lambda: sum(s.status == 200 for s in samples)  # noqa: E731
         paused_at = None
         try:
-            until(lambda: admitted() >= 20, 30)
+            until(lambda: admitted() >= LIMIT // 4, 30)
             if name.startswith("lag"):
-                relay.cut()
+                # The replica can no longer authenticate, and the master drops it.
+                topology.replica.client().config_set("masterauth", "not-the-password")
+                topology.master.client().client_kill_filter(_type="replica")
                 paused_at = time.monotonic()
                 before_pause = admitted()
-                until(lambda: admitted() >= 60, 1.0 if name == "lag" else 0)
-                time.sleep(max(0.0, paused_at + (1.0 if name == "lag" else 2.5) - time.monotonic()))
+                time.sleep(LAG)
             killed = time.monotonic()
             old = topology.master.port
             topology.master.kill()
@@ -205,7 +160,6 @@ def scenario(name: str, env: dict[str, str], directory: Path) -> Outcome:
             stop(process)
         log.close()
         topology.stop()
-        relay.close()
 
 
 def wait_cost(calls: int) -> tuple[float, float]:
@@ -240,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = base_env(directory)
         seed_database(env, many=1, accounts=1)
+        manage("set_plan", "bench-failover", "--rate", f"{LIMIT}/h", "--no-quota", env=env)
         outcomes = []
         for name in ("kill", "lag", "lag+min-replicas"):
             outcomes.append(scenario(name, env, directory))
