@@ -10,8 +10,9 @@ by the slot of the account's key, so a charge stays one round trip. A
 ``MOVED`` reply (the slot now lives elsewhere: a failover, a resharding)
 refreshes the slot map and the command is sent once more to the new owner
 (it did not run). Everything else (the operations page's reads, the
-generations of a batch of key records) goes through redis-py's
-``RedisCluster``, whose pipelines group single-key commands by node.
+generations of a batch of key records) is single-key commands pipelined per
+node: through redis-py's ``RedisCluster``, or, for scripts (which its
+pipelines refuse), one plain pipeline per primary (:meth:`ClusterCounters.by_node`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from redis.backoff import NoBackoff
+from redis.client import Redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import AbstractConnection
 from redis.crc import key_slot
@@ -115,6 +117,19 @@ class ClusterCounters:
             redis_node = node.redis_connection or client.get_redis_connection(node)
             connection = kept.connections[node.name] = redis_node.connection_pool.get_connection()
         return connection
+
+    def by_node(self, keys: list[str]) -> list[tuple[Redis, list[int]]]:
+        """The positions of ``keys`` grouped by the primary that owns their
+        slot, with a client of that primary: for pipelines that the Cluster
+        client refuses (redis-py's Cluster pipelines block EVALSHA)."""
+        client = self.client
+        groups: dict[str, tuple[Redis, list[int]]] = {}
+        with as_redis_errors():
+            for index, key in enumerate(keys):
+                node = client.nodes_manager.get_node_from_slot(key_slot(key.encode()))
+                redis_node = node.redis_connection or client.get_redis_connection(node)
+                groups.setdefault(node.name, (redis_node, []))[1].append(index)
+        return list(groups.values())
 
     def failed(self) -> None:
         """A node did not answer: read the slot map again before the next

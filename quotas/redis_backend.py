@@ -213,16 +213,19 @@ class RedisBackend:
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
     def generations(self, account_ids: list[int]) -> dict[int, str]:
-        """:meth:`generation` of several accounts, in one pipeline."""
-        pipe = self.client().pipeline(transaction=False)
+        """:meth:`generation` of several accounts, in one pipeline (one per
+        primary on a Cluster)."""
         now = int(time.time() * 1000)
-        for account_id in account_ids:
-            self._generation(keys=[account_key(account_id)], args=[secrets.token_hex(8), now, HASH_TTL_MS], client=pipe)
-        try:
-            replies = _execute(pipe)
-        except NoScriptError:  # a Cluster's pipeline does not load scripts itself
-            self.initialize()
-            return self.generations(account_ids)
+        keys = [account_key(account_id) for account_id in account_ids]
+        cluster = self.cluster
+        groups = [(self.client(), list(range(len(keys))))] if cluster is None else cluster.by_node(keys)
+        replies: list[Any] = [None] * len(keys)
+        for client, indexes in groups:
+            pipe = client.pipeline(transaction=False)
+            for index in indexes:
+                self._generation(keys=[keys[index]], args=[secrets.token_hex(8), now, HASH_TTL_MS], client=pipe)
+            for index, raw in zip(indexes, _execute(pipe), strict=True):
+                replies[index] = raw
         return {
             account_id: raw.decode() if isinstance(raw, bytes) else str(raw)
             for account_id, raw in zip(account_ids, replies, strict=True)

@@ -22,6 +22,7 @@ from django.test.utils import override_settings
 from redis.crc import key_slot
 
 from project.redis import caches
+from quotas.backends import get_backend
 from quotas.redis_backend import RedisBackend, account_key
 from tests.conftest import bearer
 from tests.factories import AccountFactory, PlanFactory, issue_key
@@ -229,3 +230,21 @@ def test_an_unreachable_cluster_meets_the_fail_mode_not_a_500(redis_server: Redi
     assert health.status_code == 503
     body = health.json()
     assert body["redis"]["status"] == "disconnected" and body["queue"]["status"] == "connected"
+
+
+def test_generations_of_a_batch_of_accounts_on_every_node(on_cluster: ClusterTopology) -> None:
+    """The batch reload of key records: one pipeline per primary (a Cluster
+    pipeline refuses scripts), each generation on its account's node, and
+    the script loaded again where it was flushed."""
+    accounts = accounts_on_every_node(on_cluster, 2, rate_limits="10/m", quotas="")
+    ids = [account.pk for account in accounts]
+    backend = get_backend()
+    first = backend.generations(ids)
+    assert first == {account_id: backend.generation(account_id) for account_id in ids}
+    for server in on_cluster.servers:
+        server.client().script_flush()
+    assert backend.generations(ids) == first
+    for account_id in ids:
+        port = node_of(on_cluster, account_id)
+        (server,) = [s for s in on_cluster.servers if s.port == port]
+        assert server.client().hget(account_key(account_id), "g").decode() == first[account_id]
