@@ -57,6 +57,10 @@ DISPLAYABLE_CONNECTION_KWARGS = (
 )
 
 
+# The reads of the counters' Redis (the others, "rq", read the queue's).
+COUNTER_READS = ("usage", "traffic", "server")
+
+
 @dataclass(slots=True)
 class Part:
     """The outcome of one Redis read: ``value``, or ``error`` (safe to show)
@@ -86,6 +90,12 @@ class Snapshot:
     @property
     def redis_unreachable(self) -> bool:
         return not self.demo_mode and not self.redis["connected"]
+
+    @property
+    def queue_redis_unreachable(self) -> bool:
+        """The queue's own Redis is down while the counters' answers."""
+        queue = self.redis.get("queue") or {}
+        return not self.demo_mode and self.redis["connected"] and not queue.get("connected", True)
 
 
 def connection_facts() -> dict[str, Any]:
@@ -162,13 +172,17 @@ def take_snapshot(*, now: float | None = None) -> Snapshot:
         rq = rq_stats.RqStats(queues=[rq_stats.QueueStats("memory (DEMO_MODE)", 0, depth, 0, 0, 0, 0, 0, None)])
     else:
         server = parts["server"]
-        down = [part for part in parts.values() if part.redis_down]
+        queue = role_facts("queue")
+        # The queue's reads (rq) fail with the counters' only when they share a Redis.
+        counters_parts = parts.values() if queue["shared_with_counters"] else (parts[n] for n in COUNTER_READS)
+        down = [part for part in counters_parts if part.redis_down]
+        queue.update(connected=not parts["rq"].redis_down, error=parts["rq"].reason)
         redis.update(
             connected=server.error is None and not down,
             error=(down[0].reason if down else server.error),
             address=role_facts("counters")["address"],
             topology=role_facts("counters")["topology"],
-            queue=role_facts("queue"),
+            queue=queue,
             connection=connection_facts(),
             server=server.value,
         )

@@ -203,3 +203,16 @@ def test_the_worker_takes_its_jobs_from_the_queue_redis(redis_server: RedisServe
     assert result.returncode == 0, result.stderr
     assert f"✓ Redis queue service connected: 127.0.0.1:{own_redis.port} (its own Redis)" in result.stderr
     assert own_redis.client().llen("rq:queue:validation") == 0
+
+
+def test_operations_page_with_the_queue_redis_down(
+    split: tuple[RedisServer, RedisServer], admin_client: Client
+) -> None:
+    _, queue = split
+    queue.kill()
+    data = admin_client.get("/admin/health/operations/data.json").json()
+    assert data["redis_unreachable"] is False and data["queue_redis_unreachable"] is True
+    assert data["redis"]["connected"] is True and data["redis"]["queue"]["connected"] is False
+    assert data["queues_error"]
+    html = admin_client.get("/admin/health/operations/").content.decode()
+    assert 'id="ops-queue-redis-banner"' in html and 'id="ops-redis-banner"' not in html
