@@ -2,10 +2,11 @@
 set up (health.views). The database check runs on a thread of its own and is
 given one second; the Redis checks share the time bound below.
 
-The counters and the queue share one Redis (one configuration, project.redis),
-so once a check finds it unreachable the other Redis checks report the same
-without trying again: a hung Redis costs the whole report one timeout (about
-half a second: 0.25 s and one retry), not one per check. (Running the checks
+The counters and the queue are two Redis roles (project.redis), one Redis
+unless the queue is configured apart. Once a check finds a Redis unreachable,
+the other checks of the same Redis report the same without trying again: a
+hung Redis costs the whole report one timeout (about half a second: 0.25 s
+and one retry), not one per check; a separate queue Redis is tried on its own. (Running the checks
 in threads does not help: redis-py connects under the pool's lock.)
 
 A check returns its facts or raises :class:`Unavailable` with a message that is
@@ -22,10 +23,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import django_rq
+from django.conf import settings
 from django.db import DatabaseError, connection
 from redis.exceptions import RedisError
 
+from project.redis import queue_is_split, roles
 from quotas.backends import get_backend
+from quotas.redis_backend import server_facts
 from validation.queue import get_queue_service
 
 log = logging.getLogger("tollgate.health")
@@ -42,7 +47,32 @@ class Check(Protocol):
     @property
     def backend(self) -> str: ...
 
+    @property
+    def target(self) -> str | None: ...
+
     def run(self) -> dict[str, Any]: ...
+
+
+def redis_target(role: str) -> str | None:
+    """The Redis a role's checks talk to (None in DEMO_MODE): checks with
+    the same target share one outcome when it is down."""
+    if settings.DEMO_MODE:
+        return None
+    if role == "queue" and queue_is_split(settings):
+        return "queue"
+    return "counters"
+
+
+def role_facts(role: str) -> dict[str, Any]:
+    """How a role's Redis is reached (no I/O, no secrets): ``topology``
+    (``url``, ``sentinel``, ``cluster``), ``address`` and ``tls``; for the
+    queue, whether it is the counters' Redis."""
+    counters, queue = roles(settings)
+    chosen = counters if role == "counters" else queue
+    facts: dict[str, Any] = {"topology": chosen.kind, "address": chosen.address(), "tls": chosen.uses_tls}
+    if role == "queue":
+        facts["shared_with_counters"] = not queue_is_split(settings)
+    return facts
 
 
 @dataclass
@@ -54,6 +84,10 @@ class CounterBackendCheck:
     @property
     def backend(self) -> str:
         return get_backend().name
+
+    @property
+    def target(self) -> str | None:
+        return redis_target("counters")
 
     def run(self) -> dict[str, Any]:
         try:
@@ -73,6 +107,10 @@ class QueueCheck:
     def backend(self) -> str:
         return get_queue_service().name
 
+    @property
+    def target(self) -> str | None:
+        return redis_target("queue")
+
     def run(self) -> dict[str, Any]:
         try:
             depth = get_queue_service().depth()
@@ -91,9 +129,35 @@ class RedisServerCheck:
     def backend(self) -> str:
         return get_backend().name
 
+    @property
+    def target(self) -> str | None:
+        return redis_target("counters")
+
     def run(self) -> dict[str, Any]:
         try:
             return {"status": "connected", **get_backend().server_info()}
+        except (RedisError, OSError) as exc:
+            raise Unavailable(type(exc).__name__) from None
+
+
+@dataclass
+class QueueServerCheck:
+    """Facts about the queue's own Redis server (admin report, when the
+    queue is configured apart from the counters)."""
+
+    name: str = "queue_redis_server"
+
+    @property
+    def backend(self) -> str:
+        return get_queue_service().name
+
+    @property
+    def target(self) -> str | None:
+        return redis_target("queue")
+
+    def run(self) -> dict[str, Any]:
+        try:
+            return {"status": "connected", **server_facts(django_rq.get_connection(next(iter(settings.RQ_QUEUES))))}
         except (RedisError, OSError) as exc:
             raise Unavailable(type(exc).__name__) from None
 
@@ -148,6 +212,10 @@ class DatabaseCheck:
     def backend(self) -> str:
         return connection.vendor
 
+    @property
+    def target(self) -> str | None:
+        return None
+
     def run(self) -> dict[str, Any]:
         try:
             self.probe.result(timeout=max(0.0, self.started + self.timeout - time.monotonic()))
@@ -175,15 +243,16 @@ def run_checks(checks: list[Check]) -> dict[str, dict[str, Any]]:
     """Each check's result by name. After a Redis check finds Redis
     unreachable, the remaining Redis checks are reported disconnected too."""
     results: dict[str, dict[str, Any]] = {}
-    redis_down: dict[str, Any] | None = None
+    down: dict[str, dict[str, Any]] = {}
     for check in checks:
-        if redis_down is not None and check.backend == "redis":
-            result = {**redis_down, "backend": check.backend}
+        target = check.target
+        if target is not None and target in down:
+            result = {**down[target], "backend": check.backend}
             if isinstance(check, QueueCheck):
                 result["queue_depth"] = None
         else:
             result = _run_one(check)
-            if result["status"] == "disconnected" and check.backend == "redis":
-                redis_down = {key: result[key] for key in ("status", "error")}
+            if result["status"] == "disconnected" and target is not None:
+                down[target] = {key: result[key] for key in ("status", "error")}
         results[check.name] = result
     return results

@@ -31,7 +31,8 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from health import failed_jobs, rq_stats, usage
-from project.redis import display_address
+from health.checks import role_facts
+from project.redis import CONNECT_TIMEOUT, SOCKET_TIMEOUT
 from quotas.backends import get_backend
 from quotas.ledger import ledger_status
 from quotas.traffic import Traffic
@@ -56,6 +57,10 @@ DISPLAYABLE_CONNECTION_KWARGS = (
     "socket_connect_timeout",
     "health_check_interval",
 )
+
+
+# The reads of the counters' Redis (the others, "rq", read the queue's).
+COUNTER_READS = ("usage", "traffic", "server")
 
 
 @dataclass(slots=True)
@@ -88,15 +93,25 @@ class Snapshot:
     def redis_unreachable(self) -> bool:
         return not self.demo_mode and not self.redis["connected"]
 
+    @property
+    def queue_redis_unreachable(self) -> bool:
+        """The queue's own Redis is down while the counters' answers."""
+        queue = self.redis.get("queue") or {}
+        return not self.demo_mode and self.redis["connected"] and not queue.get("connected", True)
+
 
 def connection_facts() -> dict[str, Any]:
-    """The allowlisted connection settings of the shared pool (no I/O)."""
+    """The allowlisted connection settings of the counters' pool (the seed
+    nodes' on a Cluster), no I/O."""
     from django_redis import get_redis_connection
 
-    pool = get_redis_connection("default").connection_pool
-    kwargs = pool.connection_kwargs
+    cluster = getattr(get_backend(), "cluster", None)
+    if cluster is not None:
+        kwargs = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT}
+    else:
+        kwargs = get_redis_connection("default").connection_pool.connection_kwargs
     facts = {name: kwargs[name] for name in DISPLAYABLE_CONNECTION_KWARGS if kwargs.get(name) is not None}
-    facts["tls"] = settings.REDIS_URL.startswith("rediss://")
+    facts["tls"] = role_facts("counters")["tls"]
     return facts
 
 
@@ -159,11 +174,17 @@ def take_snapshot(*, now: float | None = None) -> Snapshot:
         rq = rq_stats.RqStats(queues=[rq_stats.QueueStats("memory (DEMO_MODE)", 0, depth, 0, 0, 0, 0, 0, None)])
     else:
         server = parts["server"]
-        down = [part for part in parts.values() if part.redis_down]
+        queue = role_facts("queue")
+        # The queue's reads (rq) fail with the counters' only when they share a Redis.
+        counters_parts = parts.values() if queue["shared_with_counters"] else (parts[n] for n in COUNTER_READS)
+        down = [part for part in counters_parts if part.redis_down]
+        queue.update(connected=not parts["rq"].redis_down, error=parts["rq"].reason)
         redis.update(
             connected=server.error is None and not down,
             error=(down[0].reason if down else server.error),
-            address=display_address(settings.REDIS_URL),
+            address=role_facts("counters")["address"],
+            topology=role_facts("counters")["topology"],
+            queue=queue,
             connection=connection_facts(),
             server=server.value,
         )

@@ -85,6 +85,7 @@ def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
         "environment": snapshot.environment,
         "demo_mode": snapshot.demo_mode,
         "redis_unreachable": snapshot.redis_unreachable,
+        "queue_redis_unreachable": snapshot.queue_redis_unreachable,
         "redis": snapshot.redis,
         "queues": rq.queues if rq else None,
         "workers": rq.workers if rq else None,

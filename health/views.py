@@ -4,8 +4,12 @@
   (counters and queue) answer, 503 otherwise; within about a second even when
   either hangs.
 - ``/health/live``: the process answers; no dependency is touched.
-- ``/admin/health/redis``: the same plus the Redis server's facts, for a staff
-  session or ``Authorization: Bearer <HEALTH_TOKEN>``.
+- ``/admin/health/redis``: the same plus each Redis role's facts (how it is
+  reached, the server's version, memory, clients...), for a staff session or
+  ``Authorization: Bearer <HEALTH_TOKEN>``.
+
+Both report the counters' Redis (``redis``) and the queue's (``queue``) apart,
+with the topology each is reached through (``url``, ``sentinel``, ``cluster``).
 """
 
 from __future__ import annotations
@@ -22,10 +26,19 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 import project
-from health.checks import Check, CounterBackendCheck, DatabaseCheck, QueueCheck, RedisServerCheck, run_checks
+from health.checks import (
+    Check,
+    CounterBackendCheck,
+    DatabaseCheck,
+    QueueCheck,
+    QueueServerCheck,
+    RedisServerCheck,
+    role_facts,
+    run_checks,
+)
 from project.api import json_response
 from project.errors import error_response
-from project.redis import display_address
+from project.redis import queue_is_split
 from quotas.ledger import ledger_status
 
 
@@ -37,7 +50,7 @@ def _public_report() -> tuple[dict[str, Any], int]:
     # The database probe starts first and runs while Redis is checked.
     results = run_checks([DatabaseCheck(), CounterBackendCheck(), QueueCheck()])
     status = _status(results)
-    body = {
+    body: dict[str, Any] = {
         "status": status,
         "version": project.__version__,
         "environment": settings.ENVIRONMENT,
@@ -45,6 +58,11 @@ def _public_report() -> tuple[dict[str, Any], int]:
         "redis": _without_error(results["counter_backend"]),
         "queue": _without_error(results["queue_service"]),
     }
+    if not settings.DEMO_MODE:
+        # The topology only: addresses are for the authenticated report.
+        body["redis"]["topology"] = role_facts("counters")["topology"]
+        queue = role_facts("queue")
+        body["queue"].update(topology=queue["topology"], shared_with_counters=queue["shared_with_counters"])
     return body, 200 if status == "healthy" else 503
 
 
@@ -96,24 +114,25 @@ def redis_report(request: HttpRequest) -> HttpResponse:
             "Sign in as staff or send 'Authorization: Bearer <HEALTH_TOKEN>'.",
             headers={"WWW-Authenticate": 'Bearer realm="tollgate-health"'},
         )
+    split = not settings.DEMO_MODE and queue_is_split(settings)
     checks: list[Check] = [CounterBackendCheck(), QueueCheck()]
     if not settings.DEMO_MODE:
         checks.append(RedisServerCheck())
+    if split:
+        checks.append(QueueServerCheck())
     results = run_checks(checks)
+    servers = ("redis_server", "queue_redis_server")
     body: dict[str, Any] = {
-        "status": _status({k: v for k, v in results.items() if k != "redis_server"}),
+        "status": _status({k: v for k, v in results.items() if k not in servers}),
         "demo_mode": settings.DEMO_MODE,
         "environment": settings.ENVIRONMENT,
         "counter_backend": results["counter_backend"],
         "queue_service": results["queue_service"],
     }
     if not settings.DEMO_MODE:
-        server = results["redis_server"]
-        body["redis"] = {
-            "address": display_address(settings.REDIS_URL),
-            "tls": settings.REDIS_URL.startswith("rediss://"),
-            **server,
-        }
+        body["redis"] = {"role": "counters", **role_facts("counters"), **results["redis_server"]}
+        queue = role_facts("queue")
+        body["queue_redis"] = {"role": "queue", **queue, **(results["queue_redis_server"] if split else {})}
     # The usage ledger: when Redis last lost its data (counters restored from
     # the ledger since), and the last flush.
     try:

@@ -13,20 +13,22 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from redis.exceptions import RedisError
 
-from project.redis import display_url, url_problem
+from project.redis import queue_is_split, roles
 
 E001 = "REDIS_URL is not set; Tollgate needs Redis unless DEMO_MODE=true."
-E002 = "REDIS_URL is not a Redis URL: {problem}."
+E001_PROBLEM = "REDIS_URL environment variable is required"
+E002 = "The Redis configuration cannot work: {problem}."
 E003 = "Redis at {url} is unreachable: {error}."
 W001 = "Uploads and error reports are stored on this host's disk (MEDIA_ROOT)."
 
 
 @register(Tags.caches, deploy=True)
 def check_redis(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Both Redis roles (counters, queue) are configured and answer."""
     if settings.DEMO_MODE:
         return []
-    url = settings.REDIS_URL
-    if not url:
+    counters_role, queue_role = roles(settings)
+    if counters_role.problem == E001_PROBLEM:
         return [
             Error(
                 E001,
@@ -34,22 +36,29 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="project.E001",
             )
         ]
-    problem = url_problem(url)
-    if problem:
-        return [Error(E002.format(problem=problem), id="project.E002")]
+    errors = [
+        Error(E002.format(problem=r.problem), id="project.E002") for r in (counters_role, queue_role) if r.problem
+    ]
+    if errors:
+        return errors
     from quotas.backends import get_backend
+    from validation.queue import get_queue_service
 
-    try:
-        get_backend().ping()
-    except (RedisError, OSError) as exc:
-        return [
-            Error(
-                E003.format(url=display_url(url), error=type(exc).__name__),
-                hint="Check the address and password, and for rediss:// the TLS settings.",
-                id="project.E003",
+    probes = [(counters_role, get_backend().ping)]
+    if queue_is_split(settings):
+        probes.append((queue_role, get_queue_service().ping))
+    for role, probe in probes:
+        try:
+            probe()
+        except (RedisError, OSError) as exc:
+            errors.append(
+                Error(
+                    E003.format(url=role.display(), error=type(exc).__name__),
+                    hint="Check the address and password, and for rediss:// the TLS settings.",
+                    id="project.E003",
+                )
             )
-        ]
-    return []
+    return errors
 
 
 @register(deploy=True)

@@ -22,10 +22,14 @@ from project.redis import password_of, redact
 
 
 def _secrets() -> tuple[str, ...]:
-    """The Redis password, the database's and the bucket's secret key."""
+    """The Redis passwords (of both roles, their Sentinels and Cluster), the
+    database's and the bucket's secret key."""
     storage_options = settings.STORAGES.get("default", {}).get("OPTIONS", {})
     return (
         password_of(getattr(settings, "REDIS_URL", "")),
+        password_of(getattr(settings, "QUEUE_REDIS_URL", "")),
+        getattr(settings, "REDIS_PASSWORD", ""),
+        getattr(settings, "REDIS_SENTINEL_PASSWORD", ""),
         settings.DATABASES.get("default", {}).get("PASSWORD") or "",
         storage_options.get("secret_key") or "",
     )

@@ -11,6 +11,7 @@ server and the worker start (``project.startup``) and reported by
 from __future__ import annotations
 
 import os
+import sys
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,22 @@ if os.environ.get("RENDER_EXTERNAL_HOSTNAME"):
     ALLOWED_HOSTS.append(os.environ["RENDER_EXTERNAL_HOSTNAME"])
 
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+# --- Redis roles and topologies (project.redis: counters_role, queue_role) --
+# The counters' Redis: REDIS_URL, or a master found through Sentinel, or a
+# Redis Cluster (one of the three). The queue's (RQ) is the counters' unless
+# QUEUE_REDIS_URL or QUEUE_REDIS_SENTINEL_MASTER (a master of the same
+# Sentinels) names its own; a Cluster needs QUEUE_REDIS_URL.
+REDIS_SENTINELS = os.environ.get("REDIS_SENTINELS", "").strip()
+REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "").strip()
+REDIS_SENTINEL_PASSWORD = os.environ.get("REDIS_SENTINEL_PASSWORD", "")
+REDIS_CLUSTER_NODES = os.environ.get("REDIS_CLUSTER_NODES", "").strip()
+# The password and TLS of the Redis servers reached through Sentinel or in the
+# Cluster (a URL carries its own), and the database number through Sentinel.
+REDIS_PASSWORD = os.environ.get("REDIS_PASSWORD", "")
+REDIS_TLS = _env_bool("REDIS_TLS")
+REDIS_DB = _env_number("REDIS_DB", 0, int)
+QUEUE_REDIS_URL = os.environ.get("QUEUE_REDIS_URL", "").strip()
+QUEUE_REDIS_SENTINEL_MASTER = os.environ.get("QUEUE_REDIS_SENTINEL_MASTER", "").strip()
 # How long the web server and the worker keep trying an unreachable Redis
 # before they refuse to start. Platforms restart a process that exits, so a
 # short wait plus a restart beats a long wait that hides the problem.
@@ -203,16 +220,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if DEMO_MODE:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 else:
-    # Built even when REDIS_URL is empty so that build commands load; nothing
-    # connects until the gate or a request does.
-    CACHES = {"default": redis_config.cache_config(REDIS_URL or "redis://unset.invalid:6379/0", REDIS_SSL_CERT_REQS)}
+    # Built even when no Redis is set so that build commands load; nothing
+    # connects until the gate or a request does. "default" is the counters'
+    # pool, "queue" the queue's (the same pool unless configured apart).
+    CACHES = redis_config.caches(sys.modules[__name__], REDIS_SSL_CERT_REQS)
 
-# django-rq reuses the cache's connection pool: TLS, timeouts and retries are
+# django-rq reuses a cache's connection pool: TLS, timeouts and retries are
 # configured once, in project.redis.
+_QUEUE_CACHE = "queue" if not DEMO_MODE and redis_config.queue_is_split(sys.modules[__name__]) else "default"
 RQ_QUEUES = {
-    "validation": {"USE_REDIS_CACHE": "default", "DEFAULT_TIMEOUT": 3600},
+    "validation": {"USE_REDIS_CACHE": _QUEUE_CACHE, "DEFAULT_TIMEOUT": 3600},
     # Webhook deliveries: the worker takes them before the next validation job.
-    "webhooks": {"USE_REDIS_CACHE": "default", "DEFAULT_TIMEOUT": 60},
+    "webhooks": {"USE_REDIS_CACHE": _QUEUE_CACHE, "DEFAULT_TIMEOUT": 60},
 }
 RQ = {
     "COMMIT_MODE": "on_db_commit",

@@ -14,7 +14,7 @@ import time
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from project.redis import display_address, display_url, url_problem
+from project.redis import Role, queue_is_split, roles
 
 log = logging.getLogger("tollgate.startup")
 
@@ -34,7 +34,8 @@ def verify_backends() -> None:
     """Check the counter backend and the queue service once per process.
 
     In DEMO_MODE: warn that both are in memory and return. Otherwise require
-    ``REDIS_URL``, retry an unreachable Redis for ``REDIS_STARTUP_WAIT``
+    a valid configuration of both Redis roles (``project.redis``: counters
+    and queue), retry an unreachable Redis for ``REDIS_STARTUP_WAIT``
     seconds, load the counter scripts and log what is connected. Raises
     :class:`StartupRefused`.
     """
@@ -59,27 +60,26 @@ def verify_backends() -> None:
         process_flusher().start(follow_forks=True)
         return
 
-    url = settings.REDIS_URL
-    if not url:
-        raise StartupRefused("❌ Redis validation failed: REDIS_URL environment variable is required")
-    problem = url_problem(url)
-    if problem:
-        raise StartupRefused(f"❌ Redis validation failed: {problem}")
+    counters_role, queue_role = roles(settings)
+    for role in (counters_role, queue_role):
+        if role.problem:
+            raise StartupRefused(f"❌ Redis validation failed: {role.problem}")
 
     counters = get_backend()
-    _wait_for(counters.ping, url)
-    log.info("✓ Redis counter backend connected: %s", display_address(url))
-    _wait_for(counters.initialize, url)
+    _wait_for(counters.ping, counters_role)
+    log.info("✓ Redis counter backend connected: %s", counters_role.address())
+    _wait_for(counters.initialize, counters_role)
     log.info("✓ Counter backend initialized")
 
     queue = get_queue_service()
-    _wait_for(queue.ping, url)
-    log.info("✓ Redis queue service connected")
+    _wait_for(queue.ping, queue_role)
+    shared = "shared with the counters" if not queue_is_split(settings) else "its own Redis"
+    log.info("✓ Redis queue service connected: %s (%s)", queue_role.address(), shared)
     log.info("✓ Queue service initialized")
     _verified = True
 
 
-def _wait_for(probe, url: str) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(probe, role: Role) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + settings.REDIS_STARTUP_WAIT
     delay = 0.25
     while True:
@@ -89,8 +89,8 @@ def _wait_for(probe, url: str) -> None:  # type: ignore[no-untyped-def]
         except (RedisError, OSError) as exc:
             if time.monotonic() + delay > deadline:
                 log.debug("last Redis error: %s", exc)
-                raise StartupRefused(f"❌ Failed to connect to Redis at {display_url(url)}") from None
-            log.info("Redis at %s not reachable yet (%s); retrying", display_url(url), type(exc).__name__)
+                raise StartupRefused(f"❌ Failed to connect to Redis at {role.display()}") from None
+            log.info("Redis at %s not reachable yet (%s); retrying", role.display(), type(exc).__name__)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 

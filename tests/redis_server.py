@@ -75,12 +75,16 @@ class ServerProcess:
 
 
 class RedisServer(ServerProcess):
-    def __init__(self, *, password: str | None = None, tls: bool = False) -> None:
+    def __init__(
+        self, *, password: str | None = None, tls: bool = False, port: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
+        """``extra``: more redis-server arguments (a replica's, a Cluster node's)."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(INSTALL_HINT)
         self.binary = binary
-        self.port = free_port()
+        self.port = free_port() if port is None else port
+        self.extra = extra
         self.password = password
         self.tls = tls
         self.directory = Path(tempfile.mkdtemp(prefix="tollgate-redis-"))
@@ -134,7 +138,8 @@ class RedisServer(ServerProcess):
         args = [self.binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", str(self.directory), "--daemonize", "no", "--loglevel", "warning"]
         if self.password:
-            args += ["--requirepass", self.password]
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        args += self.extra
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until_up(

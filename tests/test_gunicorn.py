@@ -58,7 +58,7 @@ def test_health_follows_redis_down_and_back_without_restart(own_redis: RedisServ
         assert _until(lambda: httpx.get(f"{base}/health", timeout=5).status_code == 503, within=2.0)
         body = httpx.get(f"{base}/health").json()
         assert body["status"] == "unhealthy"
-        assert body["redis"] == {"status": "disconnected", "backend": "redis"}
+        assert body["redis"] == {"status": "disconnected", "backend": "redis", "topology": "url"}
 
         own_redis.start()
         assert _until(lambda: httpx.get(f"{base}/health", timeout=5).status_code == 200, within=2.0)

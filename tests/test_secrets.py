@@ -42,6 +42,17 @@ def test_log_records_with_the_bare_password_are_redacted() -> None:
     assert PASSWORD not in record.getMessage()
 
 
+@pytest.mark.parametrize("setting", ["REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD", "QUEUE_REDIS_URL"])
+def test_log_records_with_the_other_redis_passwords_are_redacted(setting: str) -> None:
+    """The servers' password through Sentinel or a Cluster, the Sentinels'
+    own, and the queue Redis URL's."""
+    value = URL if setting == "QUEUE_REDIS_URL" else PASSWORD
+    record = logging.LogRecord("tollgate", logging.ERROR, __file__, 1, "auth failed for %r", (PASSWORD,), None)
+    with override_settings(**{setting: value}):
+        RedactSecretsFilter().filter(record)
+    assert PASSWORD not in record.getMessage()
+
+
 @pytest.mark.django_db
 def test_500_email_to_admins_has_no_password() -> None:
     client = Client(raise_request_exception=False)

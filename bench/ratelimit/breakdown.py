@@ -126,7 +126,7 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
     subject = record.subject
     now_ms = int(time.time() * 1000)
     command, _ = codec.command(subject, ONE, now_ms, backend._target)
-    raw_reply = backend._send(backend._charge, command)
+    raw_reply = backend._send(backend._charge, command, subject.account_id)
     decision = backend.charge(subject, ONE, now_ms)
     pooled = backend.client()
     script = backend._charge
@@ -155,7 +155,7 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
 
     send = backend._send
 
-    def canned(replacement: Callable[[object, bytes], object]) -> Case:
+    def canned(replacement: Callable[[object, bytes, int], object]) -> Case:
         tollgate = request(metered)
 
         def call() -> object:
@@ -169,8 +169,8 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
 
     # Tollgate's own Python alone (the reply canned), and what charge() cost
     # with redis-py's Script through a pooled client (a checkout per call).
-    tollgate_canned = canned(lambda script, command: raw_reply)
-    tollgate_pooled = canned(lambda script, command: pooled.execute_command(*_args(command)))
+    tollgate_canned = canned(lambda script, command, account_id: raw_reply)
+    tollgate_pooled = canned(lambda script, command, account_id: pooled.execute_command(*_args(command)))
 
     results = measure(
         {
@@ -183,7 +183,7 @@ def _run(key: str, redis_port: int, repeat: int, calls: int) -> dict[str, tuple[
             "codec.command": lambda: codec.command(subject, ONE, int(time.time() * 1000), backend._target),
             "get_redis_connection": backend.client,
             "EVALSHA via redis-py, pooled client": lambda: pooled.execute_command(*_args(command)),
-            "EVALSHA via the kept connection (Tollgate)": lambda: send(script, command),
+            "EVALSHA via the kept connection (Tollgate)": lambda: send(script, command, subject.account_id),
             "EVALSHA on a raw socket": raw_round_trip,
             "codec.decode": lambda: codec.decode(raw_reply, len(subject.rates), len(subject.quotas)),
             "decision_headers": fresh_headers,

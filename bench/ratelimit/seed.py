@@ -28,9 +28,9 @@ def _key(account: str) -> str:
     return str(json.loads(_command("create_api_key", account, "--label", "bench", "--json").splitlines()[-1])["key"])
 
 
-def seed(many: int = MANY_KEYS) -> dict[str, object]:
+def seed(many: int = MANY_KEYS, many_accounts: int = MANY_ACCOUNTS) -> dict[str, object]:
     """Create both plans, an account on each with one key, and the many-keys
-    load's accounts and ``many`` keys (on the throughput plan)."""
+    load's ``many_accounts`` accounts and ``many`` keys (on the throughput plan)."""
     _command("migrate", "--noinput", "-v0")
     _command("set_plan", "bench-throughput", *THROUGHPUT_PLAN)
     _command("set_plan", "bench-burst", *BURST_PLAN)
@@ -38,10 +38,10 @@ def seed(many: int = MANY_KEYS) -> dict[str, object]:
     for name in ("throughput", "burst"):
         _command("create_account", f"bench-{name}", "--plan", f"bench-{name}")
         keys[f"{name}_key"] = _key(f"bench-{name}")
-    accounts = [f"bench-many-{index:02d}" for index in range(MANY_ACCOUNTS)]
+    accounts = [f"bench-many-{index:02d}" for index in range(many_accounts)]
     for account in accounts:
         _command("create_account", account, "--plan", "bench-throughput")
-    keys["many_keys"] = [_key(accounts[index % MANY_ACCOUNTS]) for index in range(many)]
+    keys["many_keys"] = [_key(accounts[index % many_accounts]) for index in range(many)]
     return keys
 
 
@@ -52,6 +52,8 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--many", type=int, default=MANY_KEYS)
+    parser.add_argument("--accounts", type=int, default=MANY_ACCOUNTS)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.ratelimit.settings")
     django.setup()
-    print(json.dumps(seed(parser.parse_args().many)))
+    args = parser.parse_args()
+    print(json.dumps(seed(args.many, args.accounts)))

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.ratelimit.plans import MANY_KEYS
+from bench.ratelimit.plans import MANY_ACCOUNTS, MANY_KEYS
 from tests.processes import service_env
 from tests.redis_server import RedisServer, free_port
 
@@ -75,11 +75,11 @@ def base_env(directory: Path) -> dict[str, str]:
     )
 
 
-def seed_database(env: dict[str, str], many: int = MANY_KEYS) -> dict[str, object]:
+def seed_database(env: dict[str, str], many: int = MANY_KEYS, accounts: int = MANY_ACCOUNTS) -> dict[str, object]:
     """Migrate and create plans, accounts and keys (see ``seed.py``; ``many``
-    keys for the many-keys load)."""
+    keys of ``accounts`` accounts for the many-keys load)."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.ratelimit.seed", "--many", str(many)],
+        [sys.executable, "-m", "bench.ratelimit.seed", "--many", str(many), "--accounts", str(accounts)],
         cwd=ROOT,
         env=env,
         capture_output=True,

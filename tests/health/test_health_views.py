@@ -25,8 +25,14 @@ def test_health__healthy(client: Client, redis_server: RedisServer) -> None:
         "version": project.__version__,
         "environment": "test",
         "database": {"status": "connected", "backend": connection.vendor},
-        "redis": {"status": "connected", "backend": "redis"},
-        "queue": {"status": "connected", "backend": "redis", "queue_depth": 0},
+        "redis": {"status": "connected", "backend": "redis", "topology": "url"},
+        "queue": {
+            "status": "connected",
+            "backend": "redis",
+            "queue_depth": 0,
+            "topology": "url",
+            "shared_with_counters": True,
+        },
     }
 
 
@@ -45,8 +51,14 @@ def test_health__redis_killed(client: Client, own_redis: RedisServer) -> None:
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unhealthy"
-    assert body["redis"] == {"status": "disconnected", "backend": "redis"}
-    assert body["queue"] == {"status": "disconnected", "backend": "redis", "queue_depth": None}
+    assert body["redis"] == {"status": "disconnected", "backend": "redis", "topology": "url"}
+    assert body["queue"] == {
+        "status": "disconnected",
+        "backend": "redis",
+        "queue_depth": None,
+        "topology": "url",
+        "shared_with_counters": True,
+    }
 
 
 def test_health__redis_hung_answers_within_a_second(client: Client, own_redis: RedisServer) -> None:
