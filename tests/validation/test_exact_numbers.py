@@ -80,7 +80,7 @@ def test_jobs_keep_big_integers_in_every_format(db: None, content_type: str, bod
     assert response.status_code == 202, response.content
     job = ValidationJob.objects.get(pk=response.json()["id"])
     assert job_run(job_id=job.pk) == "succeeded"
-    done = api.get(response.json()["url"]).json()
+    done = api.get(response.json()["url"] + "?include=errors").json()
     assert done["summary"] == {"valid": 2, "invalid": 1}
     first = 1 if content_type != "application/json" else 0
     assert [e["record"] for e in done["errors"]] == [first + 1]
