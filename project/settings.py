@@ -206,6 +206,14 @@ RQ = {
 }
 RQ_SHOW_ADMIN_LINK = False
 
+# --- Operations: worker liveness, metrics, logs, error tracking -------------
+# Every worker heartbeats this often (idle or busy) and writes the interval
+# into its registration; one silent for WORKER_LOST_AFTER heartbeats is shown
+# as lost (health.rq_stats), and /health turns "degraded" while jobs wait with
+# no live worker.
+WORKER_HEARTBEAT_SECONDS = _env_number("WORKER_HEARTBEAT_SECONDS", 5, int)
+WORKER_LOST_AFTER = _env_number("WORKER_LOST_AFTER", 3)
+
 # --- Validation (schemas, sync validation, batch jobs) --------------------
 # Recovery of jobs whose RQ entry vanished (validation.recovery): a running
 # job whose heartbeat (written with its progress, about once a second) is

@@ -78,11 +78,13 @@ class AccountAdmin(admin.ModelAdmin):
         return changelist
 
     def _usage(self, account: Account, window: str) -> str:
-        used = (getattr(account, "_usage", None) or {}).get(window)
-        if used is None:
-            return "-"
         quota = _quota_of(account.plan, window)
-        return f"{used} / {quota}" if quota else str(used)
+        if not quota:
+            # The limiter counts a window only for a plan with a quota on it:
+            # a count here would be a false 0, whatever was used.
+            return f"not counted (no {'daily' if window == 'day' else 'monthly'} quota)"
+        used = (getattr(account, "_usage", None) or {}).get(window)
+        return "-" if used is None else f"{used} / {quota}"
 
     @admin.display(description="used today (UTC)")
     def usage_today(self, account: Account) -> str:

@@ -26,7 +26,15 @@ def test_health__healthy(client: Client, redis_server: RedisServer) -> None:
         "environment": "test",
         "database": {"status": "connected", "backend": connection.vendor},
         "redis": {"status": "connected", "backend": "redis"},
-        "queue": {"status": "connected", "backend": "redis", "queue_depth": 0},
+        "queue": {
+            "status": "connected",
+            "backend": "redis",
+            "queue_depth": 0,
+            "jobs_waiting": 0,
+            "live_workers": 0,
+            "lost_workers": 0,
+        },
+        "warnings": [],
     }
 
 
