@@ -22,3 +22,12 @@ forwarded_allow_ips = "*"
 # gunicorn 27's control socket (~/.gunicorn/gunicorn.ctl) is shared by every
 # instance of a user on a host; Tollgate does not use it.
 control_socket_disable = True
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker exited: its live gauges leave prometheus_client's sums (its
+    counters and histograms stay counted). See project.serve."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -87,6 +87,7 @@ def error_response(
     if details is not None:
         body["details"] = details
     response = HttpResponse(orjson.dumps({"error": body}), status=status, content_type="application/json")
+    response.error_code = code  # type: ignore[attr-defined]  # read by project.request_observer
     for name, value in (headers or {}).items():
         response[name] = value
     if deliberate:
