@@ -23,6 +23,21 @@ forwarded_allow_ips = "*"
 # instance of a user on a host; Tollgate does not use it.
 control_socket_disable = True
 
+# LOG_FORMAT=json: gunicorn's own lines are JSON objects too (project.log_format),
+# so that every line of the web's output parses.
+if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "project.log_format.JsonFormatter"}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"level": "INFO", "handlers": ["json"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["json"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["json"], "propagate": False},
+        },
+    }
+
 
 def child_exit(server: object, worker: object) -> None:
     """A worker exited: its live gauges leave prometheus_client's sums (its

@@ -12,7 +12,7 @@ exits keeps its counts (gunicorn's ``child_exit`` hook marks it dead; nothing
 resets unseen). A process started without that variable (runserver, tests in
 one process) keeps the values in memory.
 
-Labels are bounded: ``route`` is the URL pattern (``api/v1/jobs/<uuid:job_id>``,
+Labels are bounded: ``route`` is the URL pattern (``api/v1/jobs/<str:job_id>``,
 never the path), ``status`` the HTTP status, ``outcome`` one of
 :data:`OUTCOMES`, ``component`` one of a fixed few. No key, account or path is
 ever a label.

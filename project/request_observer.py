@@ -30,7 +30,7 @@ _UNRESOLVED_ROUTES = {
 
 
 def route_of(request: HttpRequest) -> str:
-    """The URL pattern that answered (``api/v1/jobs/<uuid:job_id>``), a
+    """The URL pattern that answered (``api/v1/jobs/<str:job_id>``), a
     fixed name for answers given before resolution, or ``unmatched``:
     never the path itself, so the label set stays bounded."""
     match = getattr(request, "resolver_match", None)
