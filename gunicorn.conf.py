@@ -34,7 +34,8 @@ if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
         "root": {"level": "INFO", "handlers": ["json"]},
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": ["json"], "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": ["json"], "propagate": False},
+            # Access lines only when asked for, as in text mode (tollgate.request has them).
+            "gunicorn.access": {"level": "INFO" if accesslog else "WARNING", "handlers": ["json"], "propagate": False},
         },
     }
 

@@ -1,3 +1,5 @@
+import logging
+
 from django.apps import AppConfig
 from django.conf import settings
 
@@ -11,6 +13,10 @@ class ProjectConfig(AppConfig):
 
     def ready(self) -> None:
         from project import checks  # noqa: F401  (registers the checks)
+
+        if settings.LOG_FORMAT == "json":
+            # Python's warnings become log records too: every line is JSON.
+            logging.captureWarnings(True)
 
         if settings.SENTRY_DSN:
             # Optional error tracking, with the logs' redaction (project.error_tracking).
