@@ -91,14 +91,19 @@ def _jobs(now: datetime) -> Iterator[Metric]:
         f"le{index}": Count("pk", filter=Q(duration__lte=timedelta(seconds=bound)))
         for index, bound in enumerate(JOB_BUCKETS)
     }
-    row = done.annotate(duration=duration).aggregate(total=Count("pk"), seconds=Sum("duration"), **buckets)
+    durations: dict[str, Any] = done.annotate(duration=duration).aggregate(
+        total=Count("pk"), seconds=Sum("duration"), **buckets
+    )
     histogram = HistogramMetricFamily(
         "tollgate_job_duration_seconds", "Run time of finished jobs (started to finished), from the job rows."
     )
-    spent = row["seconds"]
+    spent = durations["seconds"]
     histogram.add_metric(
         [],
-        [*((str(bound), row[f"le{index}"]) for index, bound in enumerate(JOB_BUCKETS)), ("+Inf", row["total"])],
+        [
+            *((str(bound), durations[f"le{index}"]) for index, bound in enumerate(JOB_BUCKETS)),
+            ("+Inf", durations["total"]),
+        ],
         sum_value=spent.total_seconds() if isinstance(spent, timedelta) else float(spent or 0) / 1e6,
     )
     yield histogram

@@ -33,7 +33,7 @@ sentry_sdk.flush(5)
 class _Inbox(BaseHTTPRequestHandler):
     bodies: list[bytes] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         encoding = self.headers.get("Content-Encoding", "")
         if encoding == "gzip":

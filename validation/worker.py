@@ -84,7 +84,7 @@ class ValidationWorker(Worker):
             worker_registration.register(self, pipe)
             recreated = pipe.execute()[0] == 1
             if recreated:
-                pipe.hset(self.key, mapping=self.serialize())
+                pipe.hset(self.key, mapping=self.serialize())  # type: ignore[arg-type]
                 pipe.expire(self.key, timeout or self.worker_ttl + 60)
                 pipe.execute()
                 self.log.info("Worker %s: registered again (Redis had lost its registration)", self.name)

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from django.test import Client
+from django.test.utils import override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import bearer
@@ -149,10 +150,13 @@ def test_metrics_need_the_bearer_token(client: Client, settings: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_limiter_unavailable_and_redis_errors_are_counted(
-    client: Client, settings: Any, own_redis: RedisServer
-) -> None:
-    settings.METRICS_TOKEN = TOKEN
+def test_limiter_unavailable_and_redis_errors_are_counted(client: Client, own_redis: RedisServer) -> None:
+    # Not pytest-django's `settings`: its teardown would bring own_redis's settings back.
+    with override_settings(METRICS_TOKEN=TOKEN):
+        _limiter_unavailable_and_redis_errors_are_counted(client, own_redis)
+
+
+def _limiter_unavailable_and_redis_errors_are_counted(client: Client, own_redis: RedisServer) -> None:
     key = issue_key().key
     assert client.get("/api/v1/ping", **bearer(key)).status_code == 200
     before = samples(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
@@ -195,3 +199,34 @@ def test_no_label_holds_a_key_an_account_or_a_path(client: Client, settings: Any
     assert issued.api_key.prefix not in text
     assert "api/v1/jobs/<str:job_id>" in labels and "unmatched" in labels
     assert not any("00000000" in label or "/no/such" in label for label in labels)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_job_durations_and_records_come_from_the_rows(client: Client, settings: Any, tmp_path: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from validation.models import ValidationJob
+
+    settings.METRICS_TOKEN = TOKEN
+    settings.MEDIA_ROOT = tmp_path
+    start = timezone.now() - timedelta(hours=1)
+    for seconds, valid, invalid in ((3, 2, 1), (40, 10, 0)):
+        job = failed_validation_job()
+        ValidationJob.objects.filter(pk=job.pk).update(
+            status="succeeded",
+            started_at=start,
+            finished_at=start + timedelta(seconds=seconds),
+            valid_count=valid,
+            invalid_count=invalid,
+        )
+    found = samples(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
+    assert value(found, "tollgate_jobs", status="succeeded") == 2
+    assert value(found, "tollgate_job_duration_seconds_bucket", le="1.0") == 0
+    assert value(found, "tollgate_job_duration_seconds_bucket", le="5.0") == 1
+    assert value(found, "tollgate_job_duration_seconds_bucket", le="60.0") == 2
+    assert value(found, "tollgate_job_duration_seconds_bucket", le="+Inf") == 2
+    assert value(found, "tollgate_job_duration_seconds_sum") == pytest.approx(43)
+    assert value(found, "tollgate_job_records_validated_total", result="valid") == 12
+    assert value(found, "tollgate_job_records_validated_total", result="invalid") == 1
