@@ -34,8 +34,13 @@ run: $(BIN)/.runtime-installed
 system-programs:
 	@bin/system-deps
 
+# Two pytest-xdist workers: most tests wait on real servers (gunicorn,
+# redis-server, PostgreSQL), so two overlap well even on two cores. Each
+# worker has its own Redis, SQLite file or PostgreSQL test database.
+# PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: system-programs $(BIN)/.dev-installed
-	@bin/system-deps -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@bin/system-deps -- $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The fuzz tests, longer than in `make test` and from a fresh seed (printed;
 # replay with TOLLGATE_FUZZ_SEED=...).

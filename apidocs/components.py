@@ -89,6 +89,10 @@ def error_schema(codes: list[str] | None = None) -> Json:
                     "code": code,
                     "message": {"type": "string", "description": "For humans; may change."},
                     "details": {"description": "Structured data about the error, by code."},
+                    "request_id": {
+                        "type": "string",
+                        "description": "The request's `X-Request-ID`: quote it to support.",
+                    },
                 },
             }
         },
@@ -107,6 +111,10 @@ HEADERS: Json = {
     ),
     "RateLimit": _header(
         'IETF httpapi draft -10: what remains of each policy and when it is whole again, e.g. `"per-minute";r=42;t=18`.',
+        {"type": "string"},
+    ),
+    "X-Request-ID": _header(
+        "The request's id (the client's `X-Request-ID` when sane, else a new one); on every answer.",
         {"type": "string"},
     ),
     "X-RateLimit-Limit": _header("The most restrictive policy's limit.", INTEGER),
@@ -133,7 +141,7 @@ def _error_response(description: str, status: int, *headers: str) -> Json:
     schema_name = f"Error{status}"
     return {
         "description": description,
-        "headers": header_refs(*headers),
+        "headers": header_refs("X-Request-ID", *headers),
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}},
     }
 

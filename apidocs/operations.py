@@ -26,7 +26,10 @@ def success(
     """A success response with the rate-limit headers (sent when the plan has
     limits, hence not required) and ``headers``; a JSON body of ``schema``,
     or ``content`` as given."""
-    response: Json = {"description": description, "headers": header_refs(*RATE_LIMIT_HEADERS) | (headers or {})}
+    response: Json = {
+        "description": description,
+        "headers": header_refs("X-Request-ID", *RATE_LIMIT_HEADERS) | (headers or {}),
+    }
     if schema is not None:
         response["content"] = json_content(schema)
     if content is not None:

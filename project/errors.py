@@ -2,7 +2,8 @@
 
 Every error answer under ``/api/`` is::
 
-    {"error": {"code": "quota_exceeded", "message": "...", "details": {...}}}
+    {"error": {"code": "quota_exceeded", "message": "...", "details": {...},
+               "request_id": "..."}}
 
 ``code`` is stable and greppable: clients branch on it, never on ``message``.
 Views and services raise an :class:`ApiError` (or a subclass); the
@@ -16,6 +17,8 @@ from typing import Any
 
 import orjson
 from django.http import HttpResponse
+
+from project.request_id import current_request_id
 
 
 class ApiError(Exception):
@@ -77,7 +80,8 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     deliberate: bool = True,
 ) -> HttpResponse:
-    """The JSON error response; ``details`` is left out when None.
+    """The JSON error response; ``details`` is left out when None, and
+    ``request_id`` (the request's ``X-Request-ID``) outside a request.
 
     A ``deliberate`` answer (every 4xx, a 503 for an outage) is logged, if at
     all, where it is decided, so Django's request logger is told to skip it;
@@ -86,6 +90,9 @@ def error_response(
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
+    request_id = current_request_id()
+    if request_id is not None:
+        body["request_id"] = request_id
     response = HttpResponse(orjson.dumps({"error": body}), status=status, content_type="application/json")
     response.error_code = code  # type: ignore[attr-defined]  # read by project.request_observer
     for name, value in (headers or {}).items():

@@ -123,7 +123,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: metrics and the request log line see every answer and its time.
+    # X-Request-ID on every answer, in the request's log lines and error bodies.
+    "project.request_id.RequestIdMiddleware",
+    # Next: metrics and the request log line (with its id) see every answer and its time.
     "project.request_observer.RequestObserverMiddleware",
     # Answers the platform's health checks whatever Host they send (a probe
     # may use an internal address that ALLOWED_HOSTS does not list).
@@ -344,22 +346,23 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "redact": {"()": "project.reporting.RedactSecretsFilter"},
+        "request_id": {"()": "project.request_id.RequestIdFilter"},
         "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
     },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s"},
         "json": {"()": "project.log_format.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "plain",
-            "filters": ["redact"],
+            "filters": ["request_id", "redact"],
         },
         "mail_admins": {
             "level": "ERROR",
             "class": "django.utils.log.AdminEmailHandler",
-            "filters": ["redact", "require_debug_false"],
+            "filters": ["request_id", "redact", "require_debug_false"],
         },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},

@@ -120,3 +120,4 @@ def test_gunicorn_with_json_logs_writes_only_json_lines_and_no_password(tmp_path
         ("api/v1/ping", 503),
     ]
     assert requests[0]["account_id"] == issued.api_key.account_id
+    assert all(len(line["request_id"]) == 32 for line in requests)  # project.request_id's

@@ -62,7 +62,11 @@ def test_a_disallowed_host_gets_json_under_the_api_and_health_still_answers() ->
     response = client.get("/api/v1/ping")
     assert response.status_code == 400
     assert response.json() == {
-        "error": {"code": "bad_request", "message": "The Host header names a host this service does not serve."}
+        "error": {
+            "code": "bad_request",
+            "message": "The Host header names a host this service does not serve.",
+            "request_id": response["X-Request-ID"],
+        }
     }
     assert client.get("/admin/login/").status_code == 400  # Django's own page elsewhere
     probe = Client(HTTP_HOST="10.1.2.3:10000")  # a platform probe on an internal address
@@ -86,6 +90,7 @@ def test_every_500_under_the_api_is_logged_with_its_traceback_and_mailed(caplog:
     assert response.json()["error"] == {
         "code": "internal_error",
         "message": "An unexpected error occurred; it has been logged.",
+        "request_id": response["X-Request-ID"],
     }
     [record] = [r for r in caplog.records if r.name == "django.request"]
     assert record.getMessage() == "Internal Server Error: /api/v1/boom" and record.exc_info is not None

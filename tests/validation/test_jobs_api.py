@@ -106,6 +106,7 @@ def test_content_length_over_the_plan_is_413_before_reading(db: None, media_root
         "code": "payload_too_large",
         "message": "The upload is larger than the plan allows.",
         "details": {"max_upload_bytes": 1000},
+        "request_id": response["X-Request-ID"],
     }
     assert stored_files(media_root) == []
     assert units(api) == 0
