@@ -20,10 +20,20 @@ ever a label.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
+
+# A PROMETHEUS_MULTIPROC_DIR set for every process of an app (Heroku's config
+# vars are) must not stop one where it does not exist yet (the worker's
+# dyno): prometheus_client opens its files there as the instruments below are
+# made.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
 # The *_created series double the scrape for no alert anyone writes.

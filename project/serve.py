@@ -28,12 +28,12 @@ def _check_whole_numbers(*names: str) -> None:
 
 
 def prepare_metrics_directory() -> None:
-    """Point prometheus_client at an empty multiprocess directory (metrics
-    on only). A directory left by the last run would add its counts to this
-    one's."""
-    if not os.environ.get("METRICS_TOKEN", "").strip():
-        return
+    """Point prometheus_client at an empty multiprocess directory: a fresh
+    one when metrics are on and none is set; a set one, emptied. A directory
+    left by the last run would add its counts to this one's."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if not directory and not os.environ.get("METRICS_TOKEN", "").strip():
+        return
     if not directory:
         directory = tempfile.mkdtemp(prefix="tollgate-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
