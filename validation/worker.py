@@ -20,7 +20,9 @@ interval into its registration, so that a reader can tell a worker whose
 heartbeat is older than a few intervals as lost at once, instead of waiting
 for RQ's ~8-minute expiry. A heartbeat that finds its registration gone
 (Redis restarted or flushed) registers the worker again, so it reappears
-within one interval without a restart.
+within one interval without a restart; RQ's registry cleaning and suspension
+check, which RQ runs outside its retrying dequeue, skip a turn instead of
+ending the worker when Redis does not answer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 from redis import ConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import worker_registration
 from rq.worker import Worker
 
@@ -83,7 +87,8 @@ class ValidationWorker(Worker):
             super().heartbeat(timeout, pipeline=pipe)
             worker_registration.register(self, pipe)
             recreated = pipe.execute()[0] == 1
-            if recreated:
+            # Only a worker that registered its birth has a registration to restore.
+            if recreated and self.birth_date is not None:
                 pipe.hset(self.key, mapping=self.serialize())  # type: ignore[arg-type]
                 pipe.expire(self.key, timeout or self.worker_ttl + 60)
                 pipe.execute()
@@ -101,6 +106,23 @@ class ValidationWorker(Worker):
         shared = connection.connection_pool
         options = {**shared.connection_kwargs, "socket_timeout": self.connection_timeout}
         return Redis(connection_pool=ConnectionPool(connection_class=shared.connection_class, **options))
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's registry cleaning, which a Redis that is restarting must not
+        turn into the worker quitting (RQ quits on any error outside its
+        dequeue): skipped, and tried again on the next turn."""
+        try:
+            super().run_maintenance_tasks()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            self.log.warning("Worker %s: maintenance skipped, Redis did not answer (%s)", self.name, type(exc).__name__)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's suspension check, which a Redis that is restarting must not
+        turn into the worker quitting: not suspended, as far as it can tell."""
+        try:
+            super().check_for_suspension(burst)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            self.log.warning("Worker %s: suspension unknown, Redis did not answer (%s)", self.name, type(exc).__name__)
 
     def sweep(self, *, force: bool = False) -> None:
         """Run a recovery sweep if one is due (or ``force``)."""

@@ -100,3 +100,16 @@ def test_after_a_redis_restart_the_live_worker_reappears_and_runs_jobs(
         job = queue.enqueue("tests.health.rq_jobs.succeed")
         wait_for(lambda: job.get_status(refresh=True) == "finished", timeout=30, interval=0.2)
         assert "registered again" in process.output()
+
+
+def test_the_worker_skips_its_maintenance_rather_than_quit_while_redis_is_down(own_redis: RedisServer) -> None:
+    from redis import Redis
+
+    from validation.worker import ValidationWorker
+
+    connection = Redis.from_url(own_redis.url)
+    worker_ = ValidationWorker([Queue("validation", connection=connection)], connection=connection)
+    own_redis.kill()
+    # RQ's own would raise here, outside its retrying dequeue, and the worker would quit.
+    worker_.run_maintenance_tasks()
+    worker_.check_for_suspension(False)
