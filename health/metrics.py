@@ -177,6 +177,7 @@ class _Recorded(Collector):
 
 def exposition() -> bytes:
     """The whole scrape, in Prometheus text format."""
+    metrics.recorder.flush()  # this process's latest; the others' are at most FLUSH_SECONDS old
     registry = CollectorRegistry(auto_describe=False)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)

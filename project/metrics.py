@@ -7,7 +7,8 @@ once and records nothing.
 Across gunicorn's worker processes the values are prometheus_client's
 multiprocess files: ``project.serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` (a
 fresh directory per start) before anything imports prometheus_client, every
-worker writes its own file, the scrape sums them all, and a worker that
+worker writes its own file (each process's request figures about once a
+second, see :class:`Recorder`), the scrape sums them all, and a worker that
 exits keeps its counts (gunicorn's ``child_exit`` hook marks it dead; nothing
 resets unseen). A process started without that variable (runserver, tests in
 one process) keeps the values in memory.
@@ -20,7 +21,11 @@ ever a label.
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
+import time
+from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +68,10 @@ REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # 0.25 s socket timeout.
 LIMITER_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
+# How often a process writes its request figures into the instruments: a
+# scrape sees every other process's requests up to this much later.
+FLUSH_SECONDS = 1.0
+
 # The instruments. Not in prometheus_client's global registry: /metrics
 # collects them from here (one process) or from the multiprocess files.
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -99,40 +108,108 @@ DATABASE_ERRORS = Counter(
 
 
 class Recorder:
-    """Whether metrics are on, per process: ``METRICS_TOKEN`` read on first
-    use and again when a test changes it. The labelled children are kept by
-    label values, so a request costs a dictionary lookup, not a label
-    validation."""
+    """This process's request figures, kept in plain numbers on the request
+    path and written to the prometheus_client instruments (the multiprocess
+    files under gunicorn) by a background thread every
+    :data:`FLUSH_SECONDS`, before a scrape this process answers, and when the
+    process exits. A request thus costs a few dictionary and list updates
+    under an uncontended lock, not a dozen locked file writes; a worker killed
+    outright (SIGKILL, gunicorn's timeout) loses at most its last second.
+
+    ``on``: ``METRICS_TOKEN`` is set; read on first use, again after a test
+    changes the setting."""
 
     def __init__(self) -> None:
-        self._on: bool | None = None
-        self._requests: dict[tuple[str, str, int, str], Any] = {}
-        self._latency: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        # Cumulative totals since the process started, and what was written.
+        self.requests: dict[tuple[str, str, int, str], int] = {}
+        self.latency: dict[str, list[float]] = {}  # route -> bucket counts (+Inf last), then the sum
+        self.limiter: list[float] = [0] * (len(LIMITER_BUCKETS) + 2)
+        self._written: dict[Any, list[float]] = {}
+        self._pid = 0
+        self._thread: threading.Thread | None = None
         setting_changed.connect(self._setting_changed, weak=True)
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "on":
+            raise AttributeError(name)
+        self.on = bool(getattr(settings, "METRICS_TOKEN", ""))
+        return self.on
 
     def _setting_changed(self, setting: str, **kwargs: Any) -> None:
         if setting == "METRICS_TOKEN":
-            self._on = None
-
-    @property
-    def on(self) -> bool:
-        if self._on is None:
-            self._on = bool(getattr(settings, "METRICS_TOKEN", ""))
-        return self._on
+            self.__dict__.pop("on", None)
 
     def request(self, route: str, method: str, status: int, outcome: str, seconds: float) -> None:
         key = (route, method, status, outcome)
-        counter = self._requests.get(key)
-        if counter is None:
-            counter = self._requests[key] = REQUESTS.labels(route, method, str(status), outcome)
-        counter.inc()
-        latency = self._latency.get(route)
-        if latency is None:
-            latency = self._latency[route] = REQUEST_SECONDS.labels(route)
-        latency.observe(seconds)
+        with self._lock:
+            self.requests[key] = self.requests.get(key, 0) + 1
+            row = self.latency.get(route)
+            if row is None:
+                row = self.latency[route] = [0] * (len(REQUEST_BUCKETS) + 2)
+            row[bisect_left(REQUEST_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
+            row[-1] += seconds
+        if self._thread is None:
+            self._start()
+
+    def limiter_round_trip(self, seconds: float) -> None:
+        with self._lock:
+            self.limiter[bisect_left(LIMITER_BUCKETS, seconds)] += 1
+            self.limiter[-1] += seconds
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._flush_forever, name="metrics-flush", daemon=True)
+        self._thread.start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what was recorded since the last flush into the
+        instruments. Only in the process that recorded it: a fork (the
+        validation guard's child) inherits the numbers, never writes them."""
+        if self._pid and os.getpid() != self._pid:
+            return
+        with self._flush_lock:
+            with self._lock:
+                requests = list(self.requests.items())
+                latency = [(route, list(row)) for route, row in self.latency.items()]
+                limiter = list(self.limiter)
+            for key, total in requests:
+                delta = total - self._written.get(key, [0])[0]
+                if delta:
+                    route, method, status, outcome = key
+                    REQUESTS.labels(route, method, str(status), outcome).inc(delta)
+                    self._written[key] = [total]
+            for route, row in latency:
+                self._write_histogram(("latency", route), REQUEST_SECONDS.labels(route), row)
+            self._write_histogram("limiter", LIMITER_SECONDS, limiter)
+
+    def _write_histogram(self, key: Any, histogram: Histogram, row: list[float]) -> None:
+        # prometheus_client has no public way to add many observations at
+        # once: its per-bucket counters (`_buckets`, +Inf last) and `_sum`,
+        # as Histogram.observe itself updates them (0.26, pinned).
+        written = self._written.get(key) or [0] * len(row)
+        for index, (total, before) in enumerate(zip(row[:-1], written[:-1], strict=True)):
+            if total != before:
+                histogram._buckets[index].inc(total - before)  # type: ignore[attr-defined]
+        if row[-1] != written[-1]:
+            histogram._sum.inc(row[-1] - written[-1])  # type: ignore[attr-defined]
+        self._written[key] = row
 
 
 recorder = Recorder()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    # A gunicorn worker that stops (or is replaced) keeps what it counted.
+    if recorder._thread is not None:
+        recorder.flush()
 
 
 def outcome_of(error_code: str | None, metered: bool, decided: bool) -> str:
@@ -148,14 +225,9 @@ def outcome_of(error_code: str | None, metered: bool, decided: bool) -> str:
     return "admitted" if decided else "limiter_unavailable"
 
 
-def record_request(route: str, method: str, status: int, outcome: str, seconds: float) -> None:
-    if recorder.on:
-        recorder.request(route, method, status, outcome, seconds)
-
-
 def record_limiter_round_trip(seconds: float) -> None:
     if recorder.on:
-        LIMITER_SECONDS.observe(seconds)
+        recorder.limiter_round_trip(seconds)
 
 
 def count_redis_error(component: str) -> None:

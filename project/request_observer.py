@@ -16,7 +16,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from project.metrics import outcome_of, record_request, recorder
+from project.metrics import outcome_of, recorder
 
 log = logging.getLogger("tollgate.request")
 
@@ -64,7 +64,7 @@ class RequestObserverMiddleware:
                 metered=meter is not None and meter.charged,
                 decided=meter is not None and meter.decision is not None,
             )
-            record_request(route, request.method or "", response.status_code, outcome, seconds)
+            recorder.request(route, request.method or "", response.status_code, outcome, seconds)
         if self.log_requests:
             log.info(
                 "%s %s %s",

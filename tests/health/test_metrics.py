@@ -81,16 +81,22 @@ def test_counts_are_exact_across_gunicorn_workers_and_their_restarts(redis_serve
         assert statuses.count(200) == 30 + 3 + 30 + 2
 
         assert httpx.get(f"{base}/metrics", timeout=10).status_code == 401
-        response = httpx.get(f"{base}/metrics", headers=AUTH, timeout=10)
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/plain")
-        found = samples(response.text)
+        ping_route = {"route": "api/v1/ping", "method": "GET"}
 
-    ping_route = {"route": "api/v1/ping", "method": "GET"}
+        def scrape() -> dict[Any, float] | None:
+            # Each worker writes its figures about once a second.
+            response = httpx.get(f"{base}/metrics", headers=AUTH, timeout=10)
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/plain")
+            found = samples(response.text)
+            done = requests_of(found, **ping_route, status="200") >= 65 and requests_of(found, status="401") >= 3
+            return found if done else None
+
+        found = wait_for(scrape, timeout=10, interval=0.5)
     assert requests_of(found, **ping_route, status="200", outcome="admitted") == 65
     assert requests_of(found, **ping_route, status="429", outcome="rate_limited") == 2
     assert requests_of(found, **ping_route, status="429", outcome="quota_exceeded") == 2
-    # The two probes of the wait above, and two more.
+    # The probes of the wait above (one at least), and two more.
     assert requests_of(found, **ping_route, status="401", outcome="unauthenticated") >= 3
     unauthenticated = requests_of(found, **ping_route, outcome="unauthenticated")
     ping_total = 65 + 2 + 2 + unauthenticated
