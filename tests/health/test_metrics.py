@@ -236,3 +236,26 @@ def test_job_durations_and_records_come_from_the_rows(client: Client, settings: 
     assert value(found, "tollgate_job_duration_seconds_sum") == pytest.approx(43)
     assert value(found, "tollgate_job_records_validated_total", result="valid") == 12
     assert value(found, "tollgate_job_records_validated_total", result="invalid") == 1
+
+
+def test_a_recorder_writes_each_request_once_and_a_fork_never_writes() -> None:
+    from project.metrics import REQUEST_SECONDS, REQUESTS, Recorder
+
+    def total(route: str) -> float:
+        return REQUESTS.labels(route, "GET", "200", "admitted")._value.get()  # type: ignore[attr-defined]
+
+    recorder = Recorder()
+    recorder.request("test/recorder", "GET", 200, "admitted", 0.003)
+    recorder.request("test/recorder", "GET", 200, "admitted", 7.0)
+    recorder.flush()
+    recorder.flush()  # nothing new: nothing written twice
+    assert total("test/recorder") == 2
+    latency = REQUEST_SECONDS.labels("test/recorder")
+    buckets = [bucket.get() for bucket in latency._buckets]  # type: ignore[attr-defined]
+    assert sum(buckets) == 2 and buckets[2] == 1 and buckets[12] == 1  # le=0.005 and le=10
+    assert latency._sum.get() == pytest.approx(7.003)  # type: ignore[attr-defined]
+
+    recorder.request("test/recorder", "GET", 200, "admitted", 0.003)
+    recorder._pid = os.getpid() + 1  # as in a forked child: the numbers are its parent's
+    recorder.flush()
+    assert total("test/recorder") == 2
