@@ -58,7 +58,6 @@ def test_counts_are_exact_across_gunicorn_workers_and_their_restarts(redis_serve
     tight = issue_key(rate_limits="3/m").key
     small = issue_key(rate_limits="1000/s", quotas="2/day").key
     env = service_env(REDIS_URL=redis_server.url, DATABASE_URL=database_url(), METRICS_TOKEN=TOKEN, WEB_CONCURRENCY="2")
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with gunicorn(env, workers=2) as base:
         master = _master_pid(base)
 
