@@ -225,11 +225,6 @@ def outcome_of(error_code: str | None, metered: bool, decided: bool) -> str:
     return "admitted" if decided else "limiter_unavailable"
 
 
-def record_limiter_round_trip(seconds: float) -> None:
-    if recorder.on:
-        recorder.limiter_round_trip(seconds)
-
-
 def count_redis_error(component: str) -> None:
     """``component``: ``limiter`` (a charge or key check) or ``api`` (a view)."""
     if recorder.on:

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 
 from project.errors import ServiceUnavailable
-from project.metrics import record_limiter_round_trip
+from project.metrics import recorder
 from quotas.authentication import KeyRecords
 from quotas.backends import get_backend
 from quotas.contract import ONE, PEEK, Backend, Charge, StaleGeneration
@@ -102,7 +102,8 @@ class Meter:
                 try:
                     started = time.perf_counter()
                     decision = self.backend().charge(record.subject, charge, now_ms)
-                    record_limiter_round_trip(time.perf_counter() - started)
+                    if recorder.on:
+                        recorder.limiter_round_trip(time.perf_counter() - started)
                 except StaleGeneration:
                     fresh = self.records.reload(record.prefix)
                     if fresh is None:

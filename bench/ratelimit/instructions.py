@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to measure (this one)")
     parser.add_argument("--requests", type=int, default=1000, help="requests the second run adds (1000)")
+    parser.add_argument("--cases", help="labels of the cases to run, separated by ';' (all)")
     args = parser.parse_args(argv)
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -154,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         key = str(seed_database(env, many=0)["throughput_key"])
         env.update(REDIS_URL=redis.url, DJANGO_SETTINGS_MODULE="bench.ratelimit.settings")
         results: dict[str, int] = {}
+        wanted = {label.strip() for label in args.cases.split(";")} if args.cases else set(CASES)
         for label, case in CASES.items():
+            if label not in wanted:
+                continue
             short = _instructions(valgrind, args.root, env, case, 200, key)
             if short is None:
                 continue

@@ -72,8 +72,8 @@ def test_counts_are_exact_across_gunicorn_workers_and_their_restarts(redis_serve
         before = _workers_of(master)
         for pid in before:
             os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: len(_workers_of(master) - before) == 2, timeout=30)
-        wait_for(lambda: ping(None) == 401, timeout=30)
+        wait_for(lambda: len(_workers_of(master) - before) == 2, timeout=60)
+        wait_for(lambda: ping(None) == 401, timeout=60)
         statuses += [ping(roomy) for _ in range(30)]
         statuses += [ping(small) for _ in range(4)]
         statuses += [ping(None) for _ in range(2)]
@@ -91,7 +91,7 @@ def test_counts_are_exact_across_gunicorn_workers_and_their_restarts(redis_serve
             done = requests_of(found, **ping_route, status="200") >= 65 and requests_of(found, status="401") >= 3
             return found if done else None
 
-        found = wait_for(scrape, timeout=10, interval=0.5)
+        found = wait_for(scrape, timeout=30, interval=0.5)
     assert requests_of(found, **ping_route, status="200", outcome="admitted") == 65
     assert requests_of(found, **ping_route, status="429", outcome="rate_limited") == 2
     assert requests_of(found, **ping_route, status="429", outcome="quota_exceeded") == 2
