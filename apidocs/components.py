@@ -33,6 +33,9 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         503,
         "Redis is unreachable and `RATELIMIT_FAIL_MODE=closed`: refused rather than served unmetered.",
     ),
+    # quotas (usage history)
+    "invalid_usage_query": (400, "A parameter of `/usage/history` is malformed or out of range; `details.parameter`."),
+    "unknown_key": (404, "No API key of the caller's account has the prefix given in `key`."),
     # validation
     "invalid_request": (400, "A field is missing, of the wrong type or out of range; `details` says which."),
     "invalid_schema": (400, "The schema is not valid for its draft; `details.errors` lists the meta-schema errors."),
@@ -51,6 +54,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "schema_not_found": (404, "No such schema (name/version) for this account."),
     "job_not_found": (404, "No such job for this account."),
     "schema_exists": (409, "This name and version are registered already; versions are immutable."),
+    "schema_id_taken": (409, "Another name of the account defines this `$id`; only its own versions may."),
     "job_finished": (409, "The job has finished and cannot be cancelled."),
     "report_unavailable": (409, "The job has no error report (yet)."),
     "report_expired": (410, "The job's files were deleted after the retention period (`VALIDATION_RETENTION_DAYS`)."),

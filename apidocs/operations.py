@@ -85,8 +85,82 @@ LIMIT = {
         "remaining": {"type": "integer", "minimum": 0},
         "reset_seconds": {"type": "integer", "minimum": 0},
         "reset_at": {"type": "string", "format": "date-time"},
+        "used": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Quotas only: units counted in the current window (leased ones until given back).",
+        },
     },
 }
+TOTALS = {
+    "requests": {"type": "integer", "description": "Requests admitted."},
+    "units": {"type": "integer", "description": "Quota units consumed, net of refunds."},
+    "refunded": {"type": "integer", "minimum": 0, "description": "Units given back by refunds."},
+}
+USAGE_HISTORY = {
+    "type": "object",
+    "required": ["account", "granularity", "from", "to", "key", "periods", "total"],
+    "additionalProperties": False,
+    "properties": {
+        "account": {"type": "string"},
+        "granularity": {"enum": ["day", "month"]},
+        "from": {"type": "string", "format": "date"},
+        "to": {"type": "string", "format": "date"},
+        "key": {
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["prefix", "label"],
+                    "additionalProperties": False,
+                    "properties": {"prefix": {"type": "string"}, "label": {"type": "string"}},
+                },
+            ]
+        },
+        "periods": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["period", "requests", "units", "refunded"],
+                "additionalProperties": False,
+                "properties": {
+                    "period": {"type": "string", "examples": ["2026-11-26", "2026-11"]},
+                    **TOTALS,
+                },
+            },
+        },
+        "total": {
+            "type": "object",
+            "required": ["requests", "units", "refunded"],
+            "additionalProperties": False,
+            "properties": TOTALS,
+        },
+    },
+}
+
+
+def _history_parameter(name: str, schema: Json, description: str, example: Any = None) -> Json:
+    parameter: Json = {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+    if example is not None:
+        parameter["example"] = example
+    return parameter
+
+
+HISTORY_PARAMETERS = [
+    _history_parameter(
+        "from",
+        {"type": "string", "format": "date"},
+        "First UTC day (default: 29 days before `to`); after `to`: an empty range.",
+        "2026-11-01",
+    ),
+    _history_parameter(
+        "to", {"type": "string", "format": "date"}, "Last UTC day, inclusive (default: today).", "2026-11-30"
+    ),
+    _history_parameter("granularity", {"enum": ["day", "month"], "default": "day"}, "Per UTC day or per UTC month."),
+    _history_parameter(
+        "key", {"type": "string"}, "A key prefix of the account: that key's usage alone (refunds belong to no key)."
+    ),
+]
 USAGE = {
     "type": "object",
     "required": ["account", "plan", "key", "limits", "max_upload_bytes", "max_sync_instances"],
@@ -135,6 +209,26 @@ def quota_paths() -> Json:
                 tag="metering",
                 limited=False,
                 description="Consumes nothing and answers even while a limit is exhausted.",
+            ),
+        },
+        "/api/v1/usage/history": {
+            "get": operation(
+                "usageHistory",
+                "The account's usage per UTC day or month, from the ledger",
+                {
+                    200: success(
+                        "The days (or months) of the range with usage, in order (the others are left out).",
+                        USAGE_HISTORY,
+                    )
+                },
+                tag="metering",
+                limited=False,
+                errors=(400, 404),
+                parameters=HISTORY_PARAMETERS,
+                description=(
+                    "Consumes nothing, like `/usage`. The ledger is written from Redis about every second "
+                    "(`USAGE_FLUSH_INTERVAL`): the last second of usage shows up on the next read."
+                ),
             ),
         },
         "/api/v1/openapi.json": {

@@ -18,6 +18,7 @@ from apidocs.validation_shapes import (
     JOB_SUMMARY,
     LINK,
     NAME,
+    OUTPUT,
     RESULT,
     SCHEMA_FULL,
     SCHEMA_SUMMARY,
@@ -105,11 +106,51 @@ def _schema_paths() -> Json:
                 {201: success("Registered.", SCHEMA_FULL, headers=LOCATION)},
                 tag="schemas",
                 errors=(400, 404, 409, 413),
-                description="Cost: one request, no units. Another version may be `$ref`'d by its `uri`.",
+                description=(
+                    "Cost: one request, no units. Another schema may `$ref` it by its `uri` or by any `$id` it "
+                    "defines (409 `schema_id_taken` when another name of the account defines that `$id`; a new "
+                    "version of the same name may). Every `$ref` that cannot resolve is listed in 400 "
+                    "`invalid_schema` (`details.errors[]`, code `unresolved_reference`, with its pointer)."
+                ),
                 request_body={
                     "required": True,
                     "content": with_example(
                         json_content(register), {"name": "orders", "version": "2", "schema": ORDER_SCHEMA}
+                    ),
+                },
+            ),
+        },
+        "/api/v1/schemas/bundle": {
+            "post": operation(
+                "registerSchemaBundle",
+                "Register several schemas at once: any order, cycles allowed, all or nothing",
+                {
+                    201: success(
+                        "Registered, in the order sent.",
+                        {
+                            "type": "object",
+                            "required": ["results"],
+                            "properties": {"results": {"type": "array", "items": SCHEMA_FULL}},
+                        },
+                    )
+                },
+                tag="schemas",
+                errors=(400, 409, 413),
+                description=(
+                    "Cost: one request, no units. At most 100 schemas. Every unresolvable `$ref` of every schema "
+                    "is listed at once (each error names its `schema` and the pointer of its `$ref`)."
+                ),
+                request_body={
+                    "required": True,
+                    "content": with_example(
+                        json_content(
+                            {
+                                "type": "object",
+                                "required": ["schemas"],
+                                "properties": {"schemas": {"type": "array", "minItems": 1, "items": register}},
+                            }
+                        ),
+                        {"schemas": [{"name": "orders", "version": "3", "schema": ORDER_SCHEMA}]},
                     ),
                 },
             ),
@@ -120,10 +161,16 @@ def _schema_paths() -> Json:
                 "One schema version (`latest`: the newest)",
                 {200: success("The schema.", SCHEMA_FULL)},
                 tag="schemas",
-                errors=(404,),
+                errors=(400, 404),
                 parameters=[
                     path_param("name", {"type": "string"}, "The schema's name.", "orders"),
                     path_param("version", {"type": "string"}, "A version, or `latest`.", "1"),
+                    query(
+                        "bundle",
+                        {"enum": ["true", "false"]},
+                        "`true`: the schema with every schema it references embedded in `$defs` (`definitions` "
+                        "before 2019-09) by `$id`, usable offline by any validator (2020-12 bundling).",
+                    ),
                 ],
             ),
         },
@@ -159,7 +206,11 @@ def _validate_paths() -> Json:
             "invalid_count": COUNT,
             "results": {
                 "type": "array",
-                "items": {"allOf": [RESULT], "required": ["index"], "properties": {"index": COUNT}},
+                "items": {
+                    "allOf": [{"anyOf": [RESULT, OUTPUT]}],
+                    "required": ["index"],
+                    "properties": {"index": COUNT},
+                },
             },
         },
     }
@@ -170,14 +221,24 @@ def _validate_paths() -> Json:
                 "Validate one instance, or up to the plan's `max_sync_instances`",
                 {
                     200: success(
-                        "`{valid, errors}` for `instance`; counts and one result per item for `instances`.",
-                        {"oneOf": [RESULT, many]},
+                        "`{valid, errors}` for `instance`; counts and one result per item for `instances`. "
+                        "With `output`, the specification's structure in place of `{valid, errors}`.",
+                        {"anyOf": [RESULT, many, OUTPUT]},
                     )
                 },
                 tag="validation",
                 errors=(400, 404, 413, 422),
+                parameters=[
+                    query(
+                        "output",
+                        {"enum": ["list", "flag", "basic", "detailed"]},
+                        "`list` (default): Tollgate's errors. `flag`, `basic`, `detailed`: the JSON Schema "
+                        "specification's output formats (2020-12 core, 12.4), with absolute keyword locations.",
+                    )
+                ],
                 description=(
                     "Cost: one request and one quota unit per instance, charged before validating. "
+                    "Integers of any size are compared exactly. "
                     "The validation takes at most `VALIDATION_SYNC_TIME_LIMIT` seconds (422 `validation_timeout`); "
                     "messages are cut to 256 characters and the answer's errors to 1 MiB (`errors_truncated`)."
                 ),
@@ -239,6 +300,12 @@ def _job_paths() -> Json:
                 parameters=[
                     query("schema", {"type": "string"}, "`name/version` of a registered schema.", "orders/1"),
                     query("format", {"enum": ["ndjson", "json", "csv"]}, "Overrides the content type."),
+                    query(
+                        "output",
+                        {"enum": ["list", "flag", "basic", "detailed"]},
+                        "How each invalid record is reported: `list` (default) its errors; `flag`, `basic`, "
+                        "`detailed` its one output structure of the specification (as `/validate?output=`).",
+                    ),
                 ],
                 request_body={"required": True, "content": upload},
             ),

@@ -20,14 +20,39 @@ ERROR_ITEM = {
     "properties": {
         "instance_path": {"type": "string", "description": "JSON Pointer into the instance."},
         "schema_path": {"type": "string", "description": "JSON Pointer to the failing keyword, through `$ref`."},
+        "keyword_location": {
+            "type": "string",
+            "description": "The failing keyword's absolute URI (`tollgate://schemas/…#/…`, an `$id`'s, "
+            "`json-schema:///#/…` for an inline schema without `$id`).",
+        },
         "keyword": {"type": ["string", "null"], "description": "The keyword that failed; null for a record error."},
+        "params": {
+            "type": "object",
+            "description": "Machine-readable parameters (`missingProperty`, `allowedValues`, `allowedValue`, "
+            "`limit`, `type`, `pattern`, `format`, `additionalProperties`, …): lists cut to 20 items, strings "
+            "to 80 characters (`truncated: true`).",
+        },
+        "branches": {
+            "type": "array",
+            "description": "`anyOf`/`oneOf`: why each branch failed (at most 8 branches, 5 errors each).",
+            "items": {"type": "array", "items": {"type": "object"}},
+        },
+        "reference": {"type": "string", "description": "`unresolved_reference`: the absolute URI that failed."},
+        "schema": {"type": "string", "description": "In a bundle: the `name/version` the error is about."},
         "message": {
             "type": "string",
             "description": "Cut to 256 characters, then `… (N characters)`; pointers to 1024.",
         },
         "code": {
             "description": "Record errors only: the record never reached the schema, or was stopped.",
-            "enum": ["invalid_json", "invalid_csv", "too_deep", "validation_timeout", "validation_crashed"],
+            "enum": [
+                "invalid_json",
+                "invalid_csv",
+                "too_deep",
+                "validation_timeout",
+                "validation_crashed",
+                "unresolved_reference",
+            ],
         },
     },
 }
@@ -48,8 +73,31 @@ SCHEMA_SUMMARY = {
         "version": VERSION,
         "uri": {"type": "string", "description": "`tollgate://schemas/{name}/{version}`: what `$ref` uses."},
         "draft": {"type": "string", "examples": ["2020-12", "7"]},
+        "references": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Each `$id` URI its references resolved to, pinned when it was registered: "
+            "`{uri: name/version}`.",
+        },
         "created_at": STAMP,
     },
+}
+# The JSON Schema specification's output formats (2020-12 core, 12.4).
+OUTPUT_UNIT: Json = {
+    "type": "object",
+    "required": ["valid", "keywordLocation", "instanceLocation"],
+    "properties": {
+        "valid": {"type": "boolean"},
+        "keywordLocation": {"type": "string"},
+        "absoluteKeywordLocation": {"type": "string"},
+        "instanceLocation": {"type": "string"},
+        "error": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+        "truncated": {"const": True},
+    },
+}
+OUTPUT = {
+    "anyOf": [{"type": "object", "required": ["valid"], "properties": {"valid": {"type": "boolean"}}}, OUTPUT_UNIT]
 }
 SCHEMA_FULL = {
     "allOf": [SCHEMA_SUMMARY],
@@ -69,6 +117,7 @@ JOB_SUMMARY = {
             "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
         },
         "format": {"enum": ["ndjson", "json", "csv"]},
+        "output": {"enum": ["list", "flag", "basic", "detailed"]},
         "progress": {
             "type": "object",
             "required": ["processed", "total"],

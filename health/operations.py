@@ -27,11 +27,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from health import failed_jobs, rq_stats, usage
 from project.redis import display_address
 from quotas.backends import get_backend
+from quotas.ledger import ledger_status
 from quotas.traffic import Traffic
 from validation.queue import get_queue_service
 
@@ -186,6 +188,10 @@ def take_snapshot(*, now: float | None = None) -> Snapshot:
         )
         rq, rq_error = parts["rq"].value, parts["rq"].error
 
+    try:
+        redis["ledger"] = ledger_status()
+    except DatabaseError:
+        redis["ledger"] = None
     used, traffic = parts["usage"], parts["traffic"]
     traffic_value: Traffic | None = traffic.value
     return Snapshot(

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -34,6 +35,7 @@ from health.checks import (
 from project.api import json_response
 from project.errors import error_response
 from project.redis import display_address
+from quotas.ledger import ledger_status
 
 
 def _status(results: dict[str, dict[str, Any]]) -> str:
@@ -144,4 +146,10 @@ def redis_report(request: HttpRequest) -> HttpResponse:
             "tls": settings.REDIS_URL.startswith("rediss://"),
             **server,
         }
+    # The usage ledger: when Redis last lost its data (counters restored from
+    # the ledger since), and the last flush.
+    try:
+        body.update(ledger_status().as_json())
+    except DatabaseError:
+        body.update(counters_restored_at=None, last_flush_at=None, ledger_error="database unavailable")
     return _report_response(body, 200 if body["status"] == "healthy" else 503)

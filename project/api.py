@@ -10,22 +10,24 @@ import orjson
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from project import exactjson
 from project.errors import InvalidJson, MethodNotAllowed
 
 View = Callable[..., HttpResponse]
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
-    response = HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
+    response = HttpResponse(exactjson.dumps(data), status=status, content_type="application/json")
     for name, value in (headers or {}).items():
         response[name] = value
     return response
 
 
 def json_body(request: HttpRequest) -> Any:
-    """The request body parsed as JSON; raises InvalidJson (400)."""
+    """The request body parsed as JSON, integers of any size exact
+    (``project.exactjson``); raises InvalidJson (400)."""
     try:
-        return orjson.loads(request.body)
+        return exactjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
         raise InvalidJson(details={"reason": str(exc)}) from None
 

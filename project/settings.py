@@ -105,6 +105,11 @@ REDIS_SSL_CERT_REQS = _env_choice("REDIS_SSL_CERT_REQS", redis_config.SSL_CERT_R
 # in the round trip of one (quotas.leases); false: one round trip per request.
 RATELIMIT_LEASES = _env_bool("RATELIMIT_LEASES", default=True)
 
+# --- Usage ledger (quotas.ledger, quotas.flusher) --------------------------
+# How often the worker's flusher moves usage from Redis to the database, in
+# seconds: also the most usage a Redis that loses its data can take with it.
+USAGE_FLUSH_INTERVAL = _env_number("USAGE_FLUSH_INTERVAL", 1)
+
 INSTALLED_APPS = [
     # First, so its runserver and rqworker (with the Redis gate) win.
     "project.apps.ProjectConfig",
@@ -262,6 +267,11 @@ VALIDATION_SCHEMA_COST_LIMIT = _env_number("VALIDATION_SCHEMA_COST_LIMIT", 25000
 # A finished job's files (its upload, its error report) are deleted by the
 # worker this long after the job finished; the row stays.
 VALIDATION_RETENTION_DAYS = _env_number("VALIDATION_RETENTION_DAYS", 7)
+
+# The largest JSON body of a synchronous call is the plan's max_sync_body_bytes,
+# never more than this ceiling: the body is held in memory, parsed whole, and
+# validated within VALIDATION_SYNC_TIME_LIMIT (batch jobs stream instead).
+VALIDATION_SYNC_BODY_CEILING_BYTES = _env_number("VALIDATION_SYNC_BODY_CEILING_BYTES", 64 * 1024 * 1024, int)
 
 # --- Object storage (uploads and error reports) ----------------------------
 # The local filesystem (MEDIA_ROOT) unless a bucket is named: then any

@@ -52,6 +52,11 @@ def verify_backends() -> None:
             "restart; never use it in production"
         )
         _verified = True
+        # In-memory counters are per process: each one flushes its own usage
+        # to the ledger (the database), forked gunicorn workers too.
+        from quotas.backends import process_flusher
+
+        process_flusher().start(follow_forks=True)
         return
 
     url = settings.REDIS_URL

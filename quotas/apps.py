@@ -6,4 +6,4 @@ class QuotasConfig(AppConfig):
     verbose_name = "Plans, accounts and keys"
 
     def ready(self) -> None:
-        from quotas import signals  # noqa: F401  (connects the invalidation handlers)
+        from quotas import checks, signals  # noqa: F401  (registers the deploy checks, connects the invalidation handlers)

@@ -205,8 +205,9 @@ class KeyRecords:
             if now - entry.record.loaded_at <= self.max_age * REFRESH_AT or len(due) == REFRESH_BATCH:
                 break
             due.append(entry)
-        generations = self.backend().generations(sorted({entry.record.account_id for entry in due}))
         try:
+            # A missing account hash is restored from the ledger here (a query).
+            generations = self.backend().generations(sorted({entry.record.account_id for entry in due}))
             rows = read_rows([entry.record.prefix for entry in due])
         except DatabaseError as exc:
             raise database_unavailable(exc) from None

@@ -12,6 +12,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from quotas.contract import Backend
+from quotas.flusher import Flusher
 from quotas.memory import MemoryBackend
 from quotas.redis_backend import RedisBackend
 
@@ -49,3 +50,10 @@ def reset_backends() -> None:
     """Forget the instances (tests: a fresh in-memory backend)."""
     _backend.cache_clear()
     _CURRENT.backend = None
+
+
+@functools.cache
+def process_flusher() -> Flusher:
+    """This process's ledger flusher, on the current backend (started by
+    whoever hosts it: the RQ worker, or DEMO_MODE's startup)."""
+    return Flusher(backend=get_backend)

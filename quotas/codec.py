@@ -24,6 +24,7 @@ from quotas.contract import (
     LEASE_MARGIN,
     ONE,
     QUOTA_FIELDS,
+    USAGE_SUFFIX,
     Charge,
     ChargeReply,
     StaleGeneration,
@@ -103,8 +104,9 @@ def _frame(subject: Subject, now_ms: int, target: Target) -> Frame:
     for quota, window in zip(subject.quotas, windows, strict=True):
         fixed += (QUOTA_FIELDS[quota.window], quota.count, window.id, window.end_ms)
     key = target.key(subject.account_id)
-    body = bulk(b"EVALSHA") + bulk(target.script) + bulk(1) + bulk(key) + b"".join(bulk(part) for part in fixed)
-    count = 4 + len(fixed) + _CALL_ARGS
+    body = bulk(b"EVALSHA") + bulk(target.script) + bulk(2) + bulk(key) + bulk(key + USAGE_SUFFIX)
+    body += b"".join(bulk(part) for part in fixed)
+    count = 5 + len(fixed) + _CALL_ARGS
     giving = count + 4 + len(subject.rates) + len(subject.quotas)
     # Valid within the minute (the traffic ring slots) and the quota windows.
     minute_start = now_ms - now_ms % 60_000

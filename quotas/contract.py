@@ -27,6 +27,7 @@ from quotas.policy import Quota, RateLimit
 
 if TYPE_CHECKING:
     from quotas.decision import Decision
+    from quotas.ledger import Batch
     from quotas.traffic import Traffic
 
 # One hash per account; it lives 64 days past its last write, longer than any
@@ -38,6 +39,12 @@ HASH_TTL_MS = 64 * 86_400_000
 # charged on its own, exactly, and a small limit (under 128) never leases.
 LEASE_MARGIN = 64
 QUOTA_FIELDS = {"day": "qd", "month": "qm"}
+# The account's usage not yet in the ledger is in the hash named like the
+# account's plus this (same Cluster slot); quotas.ledger drains it.
+USAGE_SUFFIX = ":u"
+# The field of the account's hash that holds when the hash was created (ms).
+CREATED_FIELD = "c"
+DAY_MS = 86_400_000
 
 
 def rate_field(key_id: int, rate: RateLimit) -> str:
@@ -140,8 +147,17 @@ class Backend(Protocol):
     def generation(self, account_id: int) -> str: ...
     def generations(self, account_ids: list[int]) -> dict[int, str]: ...
     def charge(self, subject: Subject, charge: Charge, now_ms: int) -> Decision: ...
+    # Fenced: never takes units from counters created after ``at`` (see
+    # RedisBackend.refund); may raise DatabaseError.
     def refund(self, account_id: int, units: int, *, at: float) -> None: ...
     def invalidate(self, account_ids: list[int]) -> None: ...
     def usage(self, account_ids: list[int], *, now: float | None = None) -> dict[int, dict[str, int]]: ...
     def traffic(self, keys_by_account: dict[int, list[int]], *, now: float | None = None) -> Traffic: ...
     def server_info(self) -> dict[str, Any]: ...
+    # The usage ledger (quotas.flusher): usage not yet in the ledger handed
+    # out as batches (the same ones again until acknowledged), forgotten once
+    # applied; the token naming this life of the counters, set if missing,
+    # and the server's run id.
+    def drain(self) -> list[Batch]: ...
+    def ack(self, batches: list[Batch]) -> None: ...
+    def epoch(self, fresh: str) -> tuple[str, str]: ...

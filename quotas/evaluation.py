@@ -10,7 +10,7 @@ backends to identical answers on random traffic.
 
 from __future__ import annotations
 
-from quotas.contract import LEASE_MARGIN, QUOTA_FIELDS, Charge, ChargeReply, Subject, rate_field
+from quotas.contract import DAY_MS, LEASE_MARGIN, QUOTA_FIELDS, Charge, ChargeReply, Subject, rate_field
 from quotas.policy import Window
 
 
@@ -35,9 +35,11 @@ def evaluate(
     now: int,
     windows: tuple[Window, ...],
     margin: int = LEASE_MARGIN,
+    pending: dict[str, int] | None = None,
 ) -> ChargeReply:
-    """Decide ``charge`` at ``now`` (ms) and commit it to ``fields``. The
-    caller has checked the generation."""
+    """Decide ``charge`` at ``now`` (ms) and commit it to ``fields``, and the
+    usage for the ledger to ``pending`` (shaped like the script's second
+    hash). The caller has checked the generation."""
     rc, qc = charge.requests, charge.units
     lk, lu, le = charge.lease_requests, charge.lease_units, charge.lease_expires_ms
     give = charge.give_back
@@ -223,4 +225,16 @@ def evaluate(
     for name in touched:
         writes[name] = f"{rings[name][0]}:{rings[name][1]}"
     fields.update(writes)
+    if pending is not None:
+
+        def usage(day: int, requests: int, units: int) -> None:
+            for suffix, value in ((":r", requests), (":d", units - requests)):
+                if value:
+                    name = f"{subject.key_id}:{day}{suffix}"
+                    pending[name] = pending.get(name, 0) + value
+
+        if give is not None and giving:
+            usage(give.taken_ms // DAY_MS, -give.requests, -give.units)
+        if admitted and rc + k + qc + ku > 0:
+            usage(now // DAY_MS, rc + k, qc + ku)
     return ChargeReply(admitted, violated, retry, leased, tightest, shown, tuple(reset), tuple(runs), tuple(used))

@@ -65,3 +65,19 @@ class LimiterUnavailable(ApiError):
 
     def __init__(self, retry_after: int = 1) -> None:
         super().__init__(headers={"Retry-After": str(retry_after)})
+
+
+class InvalidUsageQuery(ApiError):
+    """400: a parameter of ``/usage/history`` is malformed or out of range;
+    ``details.parameter`` names it."""
+
+    status, code, message = 400, "invalid_usage_query", "The usage query is invalid."
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message, details={"parameter": parameter})
+
+
+class UnknownKey(ApiError):
+    """404: no key of the caller's account has this prefix."""
+
+    status, code, message = 404, "unknown_key", "No API key of this account has that prefix."

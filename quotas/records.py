@@ -44,11 +44,28 @@ _ROW = (
     (Plan, "quotas"),
     (Plan, "max_upload_bytes"),
     (Plan, "max_sync_instances"),
+    (Plan, "max_sync_body_bytes"),
 )
 ACCOUNT_COLUMN = 6
 # The stand-in row of an unknown prefix: a plan shaped like the real ones, and
 # a hash no secret has.
-_NO_ROW = ("", 0, "", "0" * 64, None, None, NO_ACCOUNT, "", False, "", "100/s, 1000/m", "10000/day, 100000/month", 1, 1)
+_NO_ROW = (
+    "",
+    0,
+    "",
+    "0" * 64,
+    None,
+    None,
+    NO_ACCOUNT,
+    "",
+    False,
+    "",
+    "100/s, 1000/m",
+    "10000/day, 100000/month",
+    1,
+    1,
+    1,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +85,7 @@ class KeyRecord:
     max_sync_instances: int
     subject: Subject
     loaded_at: float = field(compare=False)
+    max_sync_body_bytes: int = 2_621_440
 
     def valid_now(self) -> bool:
         return self.usable and (self.expires_at is None or self.expires_at > time.time())
@@ -124,7 +142,7 @@ def record_from(prefix: str, row: tuple[Any, ...] | None, generation: str, same:
     subject of the record read before, kept if nothing in it changed, with
     what the backends derived from it (encoded arguments, header text) and
     the leases held on it."""
-    (_, key_id, label, secret_hash, revoked_at, expires_at, account_id, account_name, is_active, plan_name, rates, quotas, max_upload, max_sync) = row if row is not None else _NO_ROW  # fmt: skip
+    (_, key_id, label, secret_hash, revoked_at, expires_at, account_id, account_name, is_active, plan_name, rates, quotas, max_upload, max_sync, max_body) = row if row is not None else _NO_ROW  # fmt: skip
     subject = Subject(account_id, key_id, generation, *_limits(rates, quotas))
     if same is not None and same == subject:
         subject = same
@@ -140,6 +158,7 @@ def record_from(prefix: str, row: tuple[Any, ...] | None, generation: str, same:
         expires_at=_expiry(expires_at),
         max_upload_bytes=max_upload,
         max_sync_instances=max_sync,
+        max_sync_body_bytes=max_body,
         subject=subject,
         loaded_at=time.monotonic(),
     )

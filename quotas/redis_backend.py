@@ -15,7 +15,9 @@ fresh connection (a timeout is not: see ``_round_trip``), and a NOSCRIPT reply
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -35,18 +37,44 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from quotas import codec
 from quotas.codec import encode
-from quotas.contract import HASH_TTL_MS, LEASE_MARGIN, QUOTA_FIELDS, Charge, Subject, parse_quota_field
+from quotas.contract import (
+    DAY_MS,
+    HASH_TTL_MS,
+    LEASE_MARGIN,
+    QUOTA_FIELDS,
+    USAGE_SUFFIX,
+    Charge,
+    Subject,
+    parse_quota_field,
+)
 from quotas.decision import Decision
+from quotas.ledger import Batch, Restored, fence_refund, restore_state
 from quotas.policy import window_at
 from quotas.traffic import Traffic, traffic_fields, traffic_from
 
 _LUA = Path(__file__).with_name("lua")
+log = logging.getLogger("tollgate.quotas")
+# Accounts drained per pipeline by the flusher.
+DRAIN_CHUNK = 200
 
 
 def account_key(account_id: int) -> str:
     """The Redis key of everything counted for an account. The braces are a
     Redis Cluster hash tag: all of an account's state is in one slot."""
     return f"{_key_prefix()}{{a{account_id}}}"
+
+
+def usage_key(account_id: int) -> str:
+    """The account's usage not yet in the ledger (``charge.lua``'s KEYS[2])."""
+    return account_key(account_id) + USAGE_SUFFIX
+
+
+def batch_key(account_id: int) -> str:
+    """The account's usage handed to a flusher (``drain.lua``)."""
+    return account_key(account_id) + BATCH_SUFFIX
+
+
+BATCH_SUFFIX = ":b"
 
 
 @functools.cache
@@ -94,6 +122,9 @@ class RedisBackend:
         self._charge = Script(None, (_LUA / "charge.lua").read_bytes())  # type: ignore[arg-type]
         self._generation = Script(None, (_LUA / "generation.lua").read_bytes())  # type: ignore[arg-type]
         self._refund = Script(None, (_LUA / "refund.lua").read_bytes())  # type: ignore[arg-type]
+        self._restore = Script(None, (_LUA / "restore.lua").read_bytes())  # type: ignore[arg-type]
+        self._drain = Script(None, (_LUA / "drain.lua").read_bytes())  # type: ignore[arg-type]
+        self._ack = Script(None, (_LUA / "ack.lua").read_bytes())  # type: ignore[arg-type]
         self._target = codec.Target(self._charge.sha.encode(), account_key, lease_margin)
         self._target_epoch = _EPOCH.value
         self._kept = _Kept()
@@ -128,8 +159,9 @@ class RedisBackend:
             _round_trip(connection, encode(b"SCRIPT", b"LOAD", script.script))
             return _round_trip(connection, command)
 
-    def _evalsha(self, script: Script, key: str, args: list[Any]) -> Any:
-        return self._send(script, encode(b"EVALSHA", script.sha, 1, key, *args))
+    def _evalsha(self, script: Script, key: str | list[str], args: list[Any]) -> Any:
+        keys = [key] if isinstance(key, str) else key
+        return self._send(script, encode(b"EVALSHA", script.sha, len(keys), *keys, *args))
 
     def ping(self) -> None:
         self.client().ping()
@@ -137,26 +169,54 @@ class RedisBackend:
     def initialize(self) -> None:
         """Load the scripts, so the first request pays for nothing."""
         client = self.client()
-        for script in (self._charge, self._generation, self._refund):
+        for script in (self._charge, self._generation, self._refund, self._restore, self._drain, self._ack):
             script.sha = client.script_load(script.script)
 
     def generation(self, account_id: int) -> str:
-        """The account's generation, created if missing (``lua/generation.lua``)."""
-        raw = self._evalsha(
-            self._generation, account_key(account_id), [secrets.token_hex(8), int(time.time() * 1000), HASH_TTL_MS]
-        )
+        """The account's generation (``lua/generation.lua``); when its hash
+        is missing, the hash is first rebuilt from the ledger (:meth:`restore`).
+        Raises DatabaseError (the ledger did not answer: nothing is admitted)."""
+        raw = self._evalsha(self._generation, account_key(account_id), [secrets.token_hex(8)])
+        if raw is None:
+            return self.restore(account_id)
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
     def generations(self, account_ids: list[int]) -> dict[int, str]:
-        """:meth:`generation` of several accounts, in one pipeline."""
+        """:meth:`generation` of several accounts, in one pipeline (and one
+        restore per missing hash)."""
         pipe = self.client().pipeline(transaction=False)
-        now = int(time.time() * 1000)
         for account_id in account_ids:
-            self._generation(keys=[account_key(account_id)], args=[secrets.token_hex(8), now, HASH_TTL_MS], client=pipe)
-        return {
-            account_id: raw.decode() if isinstance(raw, bytes) else str(raw)
-            for account_id, raw in zip(account_ids, pipe.execute(), strict=True)
-        }
+            self._generation(keys=[account_key(account_id)], args=[secrets.token_hex(8)], client=pipe)
+        found = {}
+        for account_id, raw in zip(account_ids, pipe.execute(), strict=True):
+            if raw is None:
+                found[account_id] = self.restore(account_id)
+            else:
+                found[account_id] = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return found
+
+    def restore(self, account_id: int, *, now_ms: int | None = None) -> str:
+        """Rebuild a missing account hash from the ledger and return its
+        generation (``lua/restore.lua``): the ledger is read first, then the
+        hash is created with those counts unless another process created it
+        meanwhile. Raises DatabaseError."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        state = restore_state(account_id=account_id, now_ms=now_ms)
+        raw = self._evalsha(
+            self._restore,
+            [account_key(account_id), usage_key(account_id), batch_key(account_id)],
+            restore_args(state, secrets.token_hex(8), now_ms),
+        )
+        generation, created = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0]), raw[1]
+        if created and (state.day_units or state.month_units or state.rates):
+            log.warning(
+                "Counters of account %s restored from the ledger: %s units today, %s this month, %s rate limit(s)",
+                account_id,
+                state.day_units,
+                state.month_units,
+                len(state.rates),
+            )
+        return generation
 
     def charge(self, subject: Subject, charge: Charge, now_ms: int) -> Decision:
         """Decide ``charge`` at ``now_ms`` (epoch ms), all or nothing, in one
@@ -171,12 +231,23 @@ class RedisBackend:
 
     def refund(self, account_id: int, units: int, *, at: float) -> None:
         """Give back ``units`` reserved at ``at`` (epoch seconds) in every
-        quota window that is still current."""
+        quota window that is still current, if the counters are still those
+        it was reserved in; the ledger gets it through the next flush.
+
+        Fenced: when the counters were lost since (the hash is missing, or
+        was created after ``at``), they hold units used since and nothing is
+        subtracted from them. The ledger then gets the refund only if it
+        holds the reservation (a batch of the old counters was drained after
+        ``at``); otherwise the reservation was lost with them and there is
+        nothing to give back. Raises DatabaseError and redis-py's errors."""
         at_ms = int(at * 1000)
-        args: list[Any] = [units]
+        args: list[Any] = [units, at_ms, at_ms // DAY_MS, HASH_TTL_MS]
         for window, field in QUOTA_FIELDS.items():
             args += (field, window_at(window, at_ms).id)
-        self._evalsha(self._refund, account_key(account_id), args)
+        changed, created = self._evalsha(self._refund, [account_key(account_id), usage_key(account_id)], args)
+        if changed >= 0:
+            return
+        fence_refund(account_id=account_id, units=units, at_ms=at_ms, created_ms=int(created) if created else None)
 
     def invalidate(self, account_ids: list[int]) -> None:
         """Make every process reload these accounts on their next request."""
@@ -210,6 +281,70 @@ class RedisBackend:
         values = pipe.execute()
         return traffic_from(list(zip(keys_by_account.values(), values, strict=True)), now_ms)
 
+    def drain(self) -> list[Batch]:
+        """Every account's usage not yet in the ledger, as batches
+        (``lua/drain.lua``): one SCAN pass over the usage and batch hashes,
+        then one pipeline per ``DRAIN_CHUNK`` accounts. A batch stays in
+        Redis until :meth:`ack`."""
+        client = self.client()
+        pattern = re.compile(rf"^{re.escape(_key_prefix())}\{{a(\d+)\}}:[ub]$")
+        accounts: set[int] = set()
+        match = f"{_key_prefix()}{{a*}}:[ub]"
+        for name in client.scan_iter(match=match, count=1000):
+            found = pattern.match(name.decode() if isinstance(name, bytes) else name)
+            if found:
+                accounts.add(int(found.group(1)))
+        batches: list[Batch] = []
+        ordered = sorted(accounts)
+        for start in range(0, len(ordered), DRAIN_CHUNK):
+            chunk = ordered[start : start + DRAIN_CHUNK]
+            pipe = client.pipeline(transaction=False)
+            for account_id in chunk:
+                keys = [usage_key(account_id), batch_key(account_id)]
+                self._drain(keys=keys, args=[secrets.token_hex(16)], client=pipe)
+            for account_id, flat in zip(chunk, pipe.execute(), strict=True):
+                if flat:
+                    fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+                    batches.append(Batch.from_fields(account_id, fields))
+        return batches
+
+    def ack(self, batches: list[Batch]) -> None:
+        """Forget these batches in Redis (the ledger holds them)."""
+        pipe = self.client().pipeline(transaction=False)
+        for batch in batches:
+            self._ack(keys=[batch_key(batch.account_id)], args=[batch.token], client=pipe)
+        pipe.execute()
+
+    def epoch(self, fresh: str) -> tuple[str, str]:
+        """The token that names this life of the Redis data, set to ``fresh``
+        if there is none (a new or emptied Redis), and the server's run id."""
+        client = self.client()
+        key = f"{_key_prefix()}epoch"
+        pipe = client.pipeline(transaction=False)
+        pipe.set(key, fresh, nx=True, px=HASH_TTL_MS)
+        pipe.get(key)
+        pipe.pexpire(key, HASH_TTL_MS)
+        _, token, _ = pipe.execute()
+        run_id = client.info("server").get("run_id", "")
+        return _text(token), str(run_id)
+
+    def durability(self) -> dict[str, Any]:
+        """What Redis keeps through a restart and under memory pressure:
+        ``aof`` and ``rdb`` (None: unknown, CONFIG is disabled on many
+        managed services) and ``maxmemory_policy`` (from INFO, always)."""
+        client = self.client()
+        info = client.info("persistence") | client.info("memory")
+        rdb: bool | None
+        try:
+            rdb = bool(client.config_get("save").get("save"))
+        except ResponseError:
+            rdb = None
+        return {
+            "aof": bool(info.get("aof_enabled")),
+            "rdb": rdb,
+            "maxmemory_policy": info.get("maxmemory_policy"),
+        }
+
     def server_info(self) -> dict[str, Any]:
         """Facts about the Redis server, from an allowlist: never its
         configuration or credentials."""
@@ -231,6 +366,20 @@ class RedisBackend:
             "uptime_seconds": info.get("uptime_in_seconds"),
             "ping_ms": round(ping_ms, 3),
         }
+
+
+def restore_args(state: Restored, generation: str, now_ms: int) -> list[Any]:
+    """``lua/restore.lua``'s ARGV for ``state``."""
+    day, month = window_at("day", now_ms), window_at("month", now_ms)
+    args: list[Any] = [generation, now_ms, HASH_TTL_MS, now_ms // DAY_MS, month.start_ms // DAY_MS]
+    args += (day.id, state.day_units, month.id, state.month_units)
+    for field, value in state.rates.items():
+        args += (field, value)
+    return args
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _round_trip(connection: AbstractConnection, command: bytes) -> Any:

@@ -31,6 +31,7 @@ def plan_set(
     quotas: list[str] | None = None,
     max_upload_mb: int | None = None,
     max_sync_instances: int | None = None,
+    max_sync_body_kb: int | None = None,
 ) -> tuple[Plan, bool]:
     """Create the plan ``name`` or update the fields given (lists given
     replace the old lists). Returns ``(plan, created)``."""
@@ -50,6 +51,10 @@ def plan_set(
         if max_sync_instances < 1:
             raise ValidationError("--max-sync-instances must be at least 1.")
         plan.max_sync_instances = max_sync_instances
+    if max_sync_body_kb is not None:
+        if max_sync_body_kb < 1:
+            raise ValidationError("--max-sync-body-kb must be at least 1.")
+        plan.max_sync_body_bytes = max_sync_body_kb * 1024
     plan.full_clean()
     plan.save()
     return plan, created

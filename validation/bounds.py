@@ -25,9 +25,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from project import exactjson
+
 # Characters kept of an error message. A message quotes the failing value
 # (a 1 MB `const` is quoted whole by the engine); 256 keep the gist.
 MESSAGE_CHARS = 256
+# Characters of the failing value a message quotes (its prefix, then "…").
+VALUE_CHARS = 80
 # Characters kept of an instance_path or schema_path: deep paths of normal
 # keys fit, a 1 MB property name does not.
 POINTER_CHARS = 1024
@@ -58,7 +62,7 @@ def bound_error(error: dict[str, Any]) -> dict[str, Any]:
     message = error.get("message")
     if isinstance(message, str) and len(message) > MESSAGE_CHARS:
         error["message"] = clip(message)
-    for key in ("instance_path", "schema_path"):
+    for key in ("instance_path", "schema_path", "keyword_location"):
         value = error.get(key)
         if isinstance(value, str) and len(value) > POINTER_CHARS:
             error[key] = clip(value, POINTER_CHARS)
@@ -66,8 +70,14 @@ def bound_error(error: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_bytes(error: dict[str, Any]) -> int:
-    """About how many bytes ``error`` takes as JSON (its strings plus overhead)."""
-    return _ERROR_OVERHEAD + sum(len(value) for value in error.values() if isinstance(value, str))
+    """About how many bytes ``error`` takes as JSON (its strings plus
+    overhead; its params and branches as they are written)."""
+    size = _ERROR_OVERHEAD + sum(len(value) for value in error.values() if isinstance(value, str))
+    for key in ("params", "branches"):
+        value = error.get(key)
+        if value:
+            size += len(exactjson.dumps(value))
+    return size
 
 
 class ErrorBudget:
@@ -113,6 +123,20 @@ def storable(text: str) -> str:
     return text
 
 
+def _storable_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(str(key)): _storable_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable_value(item) for item in value]
+    return value
+
+
 def storable_error(error: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``error`` with every string :func:`storable`."""
-    return {key: storable(value) if isinstance(value, str) else value for key, value in error.items()}
+    """A copy of ``error`` with every string :func:`storable`, nested ones
+    (params, branches) included."""
+    return {
+        key: storable(value) if isinstance(value, str) else _storable_value(value) if value else value
+        for key, value in error.items()
+    }

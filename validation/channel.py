@@ -3,7 +3,7 @@
 
 Each message is an 8-byte little-endian length and a body. Requests (parent to
 child) are ``marshal``: they carry record bytes and Python numbers exactly,
-and the child trusts its parent. Replies (child to parent) are JSON (orjson):
+and the child trusts its parent. Replies (child to parent) are JSON (``project.exactjson``: integers exact):
 the parent parses what a process that ran hostile input wrote with a parser
 that is safe on any bytes.
 """
@@ -15,7 +15,7 @@ import os
 import struct
 from typing import Any
 
-import orjson
+from project import exactjson
 
 _LENGTH = struct.Struct("<Q")
 
@@ -26,7 +26,7 @@ def request(message: tuple[Any, ...]) -> bytes:
 
 
 def reply(message: list[Any]) -> bytes:
-    body = orjson.dumps(message)
+    body = exactjson.dumps(message)
     return _LENGTH.pack(len(body)) + body
 
 
@@ -78,4 +78,4 @@ class Replies:
             return None
         body = bytes(self._buffer[_LENGTH.size : end])
         del self._buffer[:end]
-        return orjson.loads(body)  # type: ignore[no-any-return]
+        return exactjson.loads(body)  # type: ignore[no-any-return]

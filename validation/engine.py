@@ -11,6 +11,9 @@ Contracts:
   without ``$schema`` is 2020-12. A ``$schema`` that names none of them is a
   custom meta-schema and must be resolvable like any ``$ref``.
 - ``format`` is asserted (an invalid e-mail is an error), in every draft.
+- ``$ref`` and ``$id`` are read leniently (``validation.uris.lenient``):
+  characters RFC 3986 does not allow are percent-encoded, as other
+  validators read them; no string reference is refused for its spelling.
 - A reference that the document itself does not contain is passed to the
   caller's ``resolve`` function, which returns a schema or ``None``. ``None``
   is a refusal: nothing is ever fetched from the network or the filesystem.
@@ -38,8 +41,11 @@ import jsonschema_rs
 import orjson
 from django.conf import settings
 
-from validation.bounds import MAX_ERRORS_PER_INSTANCE, bound_error, clip
+from project import exactjson
+from validation.bounds import MAX_ERRORS_PER_INSTANCE, MESSAGE_CHARS, VALUE_CHARS, bound_error, clip
 from validation.depth import depth_message, max_depth
+from validation.outputs import branches, params, standard
+from validation.resources import scan
 from validation.schema_cost import assess
 
 # $schema URIs of the supported drafts, without the optional trailing "#".
@@ -51,6 +57,8 @@ DRAFTS = {
     "https://json-schema.org/draft/2020-12/schema": "2020-12",
 }
 DEFAULT_DRAFT = "2020-12"
+# The base URI of a schema that has none (an inline one): the engine's own.
+ENGINE_BASE = "json-schema:///"
 UNSUPPORTED_DRAFTS = ("http://json-schema.org/draft-03/schema", "http://json-schema.org/draft-02/schema")
 # Steps the backtracking regex engine may take per match: about a
 # millisecond of work, far above any sane pattern on a sane string, far
@@ -128,19 +136,43 @@ def keyword_of(kind: str, schema_path: list[Any]) -> str:
     return kind
 
 
-def describe(error: Any) -> dict[str, Any]:
+def describe(error: Any, base: str | None = None, nested: bool = False) -> dict[str, Any]:
     """One engine error as data: instance_path, schema_path (the keyword's
-    location as evaluated, through ``$ref``), keyword and message, each cut
-    to its bound (``validation.bounds``)."""
+    location as evaluated, through ``$ref``), keyword_location (the
+    keyword's absolute URI), keyword, message and params (machine-readable,
+    ``validation.outputs.params``); for ``anyOf``/``oneOf`` also
+    ``branches``, why each branch failed (not below a branch). Each string
+    is cut to its bound (``validation.bounds``); a message quotes at most a
+    bounded prefix of the failing value."""
     schema_path = list(error.evaluation_path)
-    return bound_error(
-        {
-            "instance_path": pointer(error.instance_path),
-            "schema_path": pointer(schema_path),
-            "keyword": keyword_of(error.kind.name, schema_path),
-            "message": error.message,
-        }
-    )
+    location = error.absolute_keyword_location or f"{base or ENGINE_BASE}#{pointer(list(error.schema_path))}"
+    described: dict[str, Any] = {
+        "instance_path": pointer(error.instance_path),
+        "schema_path": pointer(schema_path),
+        "keyword_location": location,
+        "keyword": keyword_of(error.kind.name, schema_path),
+        "message": _message(error),
+        "params": params(error.kind),
+    }
+    if not nested:
+        found = branches(error.kind, lambda inner, nested: describe(inner, base, nested))
+        if found is not None:
+            described["branches"] = found
+    return bound_error(described)
+
+
+def _message(error: Any) -> str:
+    """The engine's message, the failing value in it cut to a prefix."""
+    message = str(error.message)
+    if len(message) <= MESSAGE_CHARS:
+        return message
+    try:
+        text = exactjson.dumps(error.instance).decode()
+    except (TypeError, ValueError):
+        return message
+    if len(text) > VALUE_CHARS and text in message:
+        return message.replace(text, clip(text, VALUE_CHARS), 1)
+    return message
 
 
 def _plain_error(keyword: str | None, message: str) -> dict[str, Any]:
@@ -194,8 +226,13 @@ class CompiledSchema:
         for error in self.validator.iter_errors(instance):
             if len(found) == limit:
                 return found, True
-            found.append(describe(error))
+            found.append(describe(error, self.source.base_uri))
         return found, False
+
+    def output(self, instance: Any, output: str) -> dict[str, Any]:
+        """The specification's ``output`` format (flag, basic, detailed) of
+        ``instance`` (``validation.outputs.standard``)."""
+        return standard(self.validator, instance, output, self.source.base_uri or ENGINE_BASE)
 
     def check(self, instance: Any) -> tuple[bool, list[dict[str, Any]], bool]:
         """``(valid, errors, truncated)`` for one parsed instance (its depth
@@ -246,6 +283,9 @@ def compile_schema(
     if not isinstance(schema, (dict, bool)):
         raise SchemaError("A schema must be an object or a boolean.", [_plain_error("type", "not an object")])
     draft = draft_of(schema)
+    # Every $ref and $id read leniently (validation.uris): "#/$defs/a<b" is
+    # the reference "#/$defs/a%3Cb", as other validators read it.
+    schema = scan(schema, base_uri=base_uri, draft=draft).document
     refused: list[str] = []
     resources: dict[str, Any] = {}
 
@@ -258,6 +298,10 @@ def compile_schema(
         if document is None:
             refused.append(uri)
             raise ValueError(f"reference to {uri} refused")
+        try:
+            document = scan(document, base_uri=uri, draft=draft_of(document)).document
+        except SchemaError:
+            pass  # the engine says what is wrong with it
         resources[uri] = document
         return document
 
@@ -276,7 +320,7 @@ def compile_schema(
 
 def _key_of(source: SchemaSource) -> str:
     try:
-        text = orjson.dumps(list(source.as_tuple()), option=orjson.OPT_SORT_KEYS)
+        text = exactjson.dumps(list(source.as_tuple()), option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONEncodeError, TypeError):  # not JSON after all: a key of its own
         return uuid.uuid4().hex
     return hashlib.sha256(text).hexdigest()

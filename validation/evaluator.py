@@ -35,14 +35,18 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any, NoReturn
 
+from project import exactjson
 from validation import channel
 from validation.bounds import MAX_ERRORS_PER_INSTANCE, RECORD_REPORT_BYTES, ErrorBudget
 from validation.engine import CompiledSchema, SchemaSource, compile_source
 from validation.parsing import Converter, RawBatch, converters_for, parse_batch
 
 Entry = tuple[int, list[dict[str, Any]], bool]
-Result = tuple[bool, list[dict[str, Any]], bool]
+# (valid, errors or the output structure, truncated)
+Result = tuple[bool, Any, bool]
 CACHE_SIZE = 256
+# Tollgate's own list of errors, the default answer of a check.
+LIST = "list"
 # How often a batch's errors so far are sent while it runs: what a stopped
 # child's successor must do again is at most this much work.
 FLUSH_SECONDS = 0.05
@@ -91,10 +95,14 @@ class Evaluator:
         self._schemas.move_to_end(key)
         return compiled
 
-    def check(self, key: str, instances: Sequence[Any], response_bytes: int) -> list[Result]:
+    def check(self, key: str, instances: Sequence[Any], response_bytes: int, output: str = LIST) -> list[Result]:
         """``(valid, errors, truncated)`` per instance; all errors together
-        take at most ``response_bytes``."""
+        take at most ``response_bytes``. With ``output`` one of the
+        specification's formats (``validation.outputs``), ``errors`` is that
+        structure instead, within the same budget."""
         compiled = self._get(key)
+        if output != LIST:
+            return self._outputs(compiled, instances, response_bytes, output)
         budget = ErrorBudget(sys.maxsize, response_bytes)
         results: list[Result] = []
         for instance in instances:
@@ -106,14 +114,36 @@ class Evaluator:
             results.append((False, kept, truncated or cut))
         return results
 
+    @staticmethod
+    def _outputs(compiled: CompiledSchema, instances: Sequence[Any], room: int, output: str) -> list[Result]:
+        results: list[Result] = []
+        for instance in instances:
+            structure = compiled.output(instance, output)
+            size = len(exactjson.dumps(structure))
+            truncated = False
+            if size > room:
+                structure, truncated = _cut(structure), True
+                size = len(exactjson.dumps(structure))
+            room = max(room - size, 0)
+            results.append((bool(structure["valid"]), structure, truncated or bool(structure.get("truncated"))))
+        return results
+
     def records(
-        self, key: str, fmt: str, raw: RawBatch, limit: int, flush: Callable[[list[Entry], int], None]
+        self,
+        key: str,
+        fmt: str,
+        raw: RawBatch,
+        limit: int,
+        flush: Callable[[list[Entry], int], None],
+        output: str = LIST,
     ) -> list[Entry]:
         """Parse and validate ``raw`` in number order, counting each record
         done as it is. Every invalid record's ``(number, errors, truncated)``
         is collected; at least every ``FLUSH_SECONDS`` the collection goes to
         ``flush`` with the number of this batch's records done so far, so
-        that a stopped child loses only that little. Returns the rest."""
+        that a stopped child loses only that little. Returns the rest.
+        With ``output`` a specification format, an invalid record's errors
+        are its one output structure (``validation.outputs``)."""
         compiled = self._get(key)
         converters = self._columns(key, compiled, raw.header) if fmt == "csv" else None
         batch = parse_batch(fmt, raw, limit=limit, converters=converters)
@@ -128,7 +158,7 @@ class Evaluator:
             if error is not None:
                 entries.append((number, [error], False))
             elif not is_valid(value):
-                entries.append(self._entry(compiled, number, value))
+                entries.append(self._entry(compiled, number, value, output))
             done += 1
             progress.value = done
             if entries and clock() - flushed > FLUSH_SECONDS:
@@ -137,7 +167,10 @@ class Evaluator:
         return entries
 
     @staticmethod
-    def _entry(compiled: CompiledSchema, number: int, value: Any) -> Entry:
+    def _entry(compiled: CompiledSchema, number: int, value: Any, output: str = LIST) -> Entry:
+        if output != LIST:
+            ((_, structure, truncated),) = Evaluator._outputs(compiled, [value], RECORD_REPORT_BYTES, output)
+            return number, [structure], truncated
         errors, truncated = compiled.errors(value)
         kept, cut = ErrorBudget(MAX_ERRORS_PER_INSTANCE, RECORD_REPORT_BYTES).take(errors)
         return number, kept, truncated or cut
@@ -148,6 +181,15 @@ class Evaluator:
         if converters is None:
             converters = self._converters[(key, names)] = converters_for(compiled.source.document, list(names))
         return converters
+
+
+def _cut(structure: dict[str, Any]) -> dict[str, Any]:
+    """An output structure past the answer's byte budget: its verdict only."""
+    cut = {key: value for key, value in structure.items() if key not in ("errors", "error")}
+    if not structure.get("valid", True):
+        cut["error"] = "The errors were left out: the answer reached its byte budget."
+    cut["truncated"] = True
+    return cut
 
 
 # -- the child process ----------------------------------------------------------
@@ -167,14 +209,14 @@ def _serve(evaluator: Evaluator, message: tuple[Any, ...], out: int) -> list[Any
         evaluator.load(key, message[2])
         return ["loaded"]
     if kind == "check":
-        return ["checked", evaluator.check(key, message[2], message[3])]
-    fmt, numbers, items, errors, header, limit = message[2:8]
+        return ["checked", evaluator.check(key, message[2], message[3], message[4])]
+    fmt, numbers, items, errors, header, limit, output = message[2:9]
     raw = RawBatch(numbers, items, [tuple(error) for error in errors], header)  # type: ignore[misc]
 
     def flush(entries: list[Entry], done: int) -> None:
         channel.write_all(out, channel.reply(["entries", done, entries]))
 
-    return ["done", evaluator.records(key, fmt, raw, limit, flush)]
+    return ["done", evaluator.records(key, fmt, raw, limit, flush, output)]
 
 
 def _own_signals() -> None:

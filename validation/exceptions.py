@@ -29,6 +29,19 @@ class SchemaExists(ApiError):
     )
 
 
+class SchemaIdTaken(ApiError):
+    """409: another name of the account defines this ``$id`` (its versions may
+    define it again, other names not)."""
+
+    status, code = 409, "schema_id_taken"
+
+    def __init__(self, uri: str, owner: str) -> None:
+        super().__init__(
+            f"The $id {uri[:200]} is defined by the account's schema {owner!r}; only its versions may define it.",
+            details={"uri": uri, "name": owner},
+        )
+
+
 class SchemaNotFound(NotFound):
     code, message = "schema_not_found", "No such schema."
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from validation.child import GRACE_SECONDS, Child, Crashed, Failed, Timeout
 from validation.engine import CompiledSchema
-from validation.evaluator import Entry, Evaluator, Result, UnknownSchema
+from validation.evaluator import LIST, Entry, Evaluator, Result, UnknownSchema
 from validation.parsing import RawBatch
 from validation.pipeline import Outcome, Pipeline, TooManyStopped
 
@@ -45,10 +45,16 @@ class InlineGuard:
         self._evaluator = Evaluator()
 
     def check(
-        self, compiled: CompiledSchema, instances: Sequence[Any], *, seconds: float, response_bytes: int
+        self,
+        compiled: CompiledSchema,
+        instances: Sequence[Any],
+        *,
+        seconds: float,
+        response_bytes: int,
+        output: str = LIST,
     ) -> list[Result]:
         self._evaluator.put(compiled.key, compiled)
-        return self._evaluator.check(compiled.key, instances, response_bytes)
+        return self._evaluator.check(compiled.key, instances, response_bytes, output)
 
     def judge(
         self,
@@ -60,11 +66,12 @@ class InlineGuard:
         limit: int,
         tick: Callable[[], None],
         may_stop: int,
+        output: str = LIST,
     ) -> Iterator[tuple[RawBatch, Outcome]]:
         self._evaluator.put(compiled.key, compiled)
         for raw in batches:
             outcome = Outcome()
-            rest = self._evaluator.records(compiled.key, fmt, raw, limit, _collector(outcome))
+            rest = self._evaluator.records(compiled.key, fmt, raw, limit, _collector(outcome), output)
             outcome.entries.extend(rest)
             yield raw, outcome
 
@@ -87,13 +94,20 @@ class Guard:
         self.child.close()
 
     def check(
-        self, compiled: CompiledSchema, instances: Sequence[Any], *, seconds: float, response_bytes: int
+        self,
+        compiled: CompiledSchema,
+        instances: Sequence[Any],
+        *,
+        seconds: float,
+        response_bytes: int,
+        output: str = LIST,
     ) -> list[Result]:
         """``(valid, errors, truncated)`` per instance within ``seconds`` in
-        all. Raises Timeout, Crashed, Failed."""
+        all (``errors``: the ``output`` structure, see Evaluator.check).
+        Raises Timeout, Crashed, Failed."""
         for _ in range(2):
             deadline = self.child.ensure(compiled, seconds)
-            self.child.send("check", compiled.key, list(instances), response_bytes, seconds + GRACE_SECONDS)
+            self.child.send("check", compiled.key, list(instances), response_bytes, output, seconds + GRACE_SECONDS)
             reply = self.child.reply(deadline)
             if reply[0] == "checked":
                 return [(bool(valid), errors, bool(truncated)) for valid, errors, truncated in reply[1]]
@@ -110,6 +124,7 @@ class Guard:
         limit: int,
         tick: Callable[[], None],
         may_stop: int,
+        output: str = LIST,
     ) -> Iterator[tuple[RawBatch, Outcome]]:
         """Judge the records of ``batches``, each within ``seconds``; yields
         every batch with its :class:`Outcome`, in order. Two batches are in
@@ -117,7 +132,7 @@ class Guard:
         validating this one. ``tick`` is called while waiting (what it raises
         stops the child and propagates). Raises TooManyStopped once more than
         ``may_stop`` records were stopped, and Failed."""
-        run = Pipeline(self.child, compiled, fmt, iter(batches), seconds, limit)
+        run = Pipeline(self.child, compiled, fmt, iter(batches), seconds, limit, output)
         try:
             yield from run.results(tick, may_stop)
         except BaseException:

@@ -54,7 +54,13 @@ def job_enqueue(*, job: ValidationJob) -> bool:
 
 
 def job_create(
-    *, account_id: int, schema: Schema, upload: Upload, units_reserved: int, reserved_at: float
+    *,
+    account_id: int,
+    schema: Schema,
+    upload: Upload,
+    units_reserved: int,
+    reserved_at: float,
+    output: str = "list",
 ) -> ValidationJob:
     """Commit the job row for a stored, counted and reserved upload, then
     enqueue it. The row is the truth from here on: if the enqueue fails, the
@@ -70,6 +76,7 @@ def job_create(
             units_reserved=units_reserved,
             reserved_at=reserved_at,
             enqueued_at=timezone.now(),
+            output=output,
         )
     job_enqueue(job=job)
     return job

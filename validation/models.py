@@ -35,6 +35,9 @@ class Schema(models.Model):
     # exactly what was compiled; jsonb would reorder keys.
     document = models.TextField()
     draft = models.CharField(max_length=16)
+    # The resources its references resolved to by `$id`, pinned when it was
+    # registered: {uri: "name/version"} (validation.registry).
+    pins = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -46,6 +49,25 @@ class Schema(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}/{self.version}"
+
+
+class SchemaResource(models.Model):
+    """A URI a registered schema defines with ``$id`` (its root, or a
+    subschema at ``pointer``), for the account's other schemas to reference.
+    One name owns a URI: its versions may define it again, other names not."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    uri = models.CharField(max_length=2048)
+    name = models.CharField(max_length=100)
+    schema = models.ForeignKey(Schema, on_delete=models.CASCADE, related_name="resources")
+    pointer = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["schema", "uri"], name="validation_resource_unique")]
+        indexes = [models.Index(fields=["account", "uri"], name="validation_resource_uri")]
+
+    def __str__(self) -> str:
+        return self.uri
 
 
 class JobStatus(models.TextChoices):
@@ -73,6 +95,9 @@ class ValidationJob(models.Model):
     schema = models.ForeignKey(Schema, on_delete=models.PROTECT, related_name="jobs")
     format = models.CharField(max_length=8, choices=JobFormat.choices)
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    # How an invalid record is reported: Tollgate's list of errors, or one of
+    # the specification's output formats (flag, basic, detailed).
+    output = models.CharField(max_length=8, default="list")
 
     # The upload in default storage (emptied once a finished job's file is deleted).
     upload = models.CharField(max_length=255, blank=True)

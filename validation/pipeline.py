@@ -72,10 +72,17 @@ class Pipeline:
     DEPTH = 2
 
     def __init__(
-        self, child: Child, compiled: CompiledSchema, fmt: str, source: Iterator[RawBatch], seconds: float, limit: int
+        self,
+        child: Child,
+        compiled: CompiledSchema,
+        fmt: str,
+        source: Iterator[RawBatch],
+        seconds: float,
+        limit: int,
+        output: str = "list",
     ) -> None:
         self.child, self.compiled, self.fmt, self.source = child, compiled, fmt, source
-        self.seconds, self.limit = seconds, limit
+        self.seconds, self.limit, self.output = seconds, limit, output
         self.flights: deque[_Flight] = deque()
         self.backlog: deque[tuple[int, RawBatch]] = deque()  # records to send again, before new batches
         self.batches: deque[tuple[RawBatch, Outcome]] = deque()  # every batch not yielded yet, in order
@@ -113,7 +120,16 @@ class Pipeline:
                 self.sent = child.progress.value
             hard = self.seconds * len(raw) + GRACE_SECONDS
             child.send(
-                "records", self.compiled.key, self.fmt, raw.numbers, raw.items, raw.errors, raw.header, self.limit, hard
+                "records",
+                self.compiled.key,
+                self.fmt,
+                raw.numbers,
+                raw.items,
+                raw.errors,
+                raw.header,
+                self.limit,
+                self.output,
+                hard,
             )
             self.flights.append(_Flight(origin, raw, self.sent))
             self.sent += len(raw)

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from validation.exceptions import InvalidRequest
 from validation.models import Schema, ValidationJob
-from validation.schemas import schema_uri
+from validation.registry import schema_uri
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -29,6 +29,8 @@ def schema_summary(schema: Schema) -> dict[str, Any]:
         "version": schema.version,
         "uri": schema_uri(schema.name, schema.version),
         "draft": schema.draft,
+        # What its references by $id resolve to, pinned at registration.
+        "references": schema.pins or {},
         "created_at": _time(schema.created_at),
     }
 
@@ -50,6 +52,7 @@ def job_summary(request: HttpRequest, job: ValidationJob) -> dict[str, Any]:
         "status": job.status,
         "schema": {"name": job.schema.name, "version": job.schema.version},
         "format": job.format,
+        "output": job.output,
         "progress": {"processed": job.processed, "total": job.total},
         "summary": {"valid": job.valid_count, "invalid": job.invalid_count},
         "created_at": _time(job.created_at),

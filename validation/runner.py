@@ -44,7 +44,6 @@ import tempfile
 import time
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -52,6 +51,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.db.models import F
 from django.utils import timezone
 
+from project import exactjson
 from project.errors import ApiError
 from project.storage import STORAGE_ERRORS, describe, discard
 from validation import guard
@@ -208,6 +208,7 @@ class _Run:
                 limit=limit,
                 tick=self.tick,
                 may_stop=self.max_stopped,
+                output=self.job.output,
             )
             try:
                 for raw, outcome in judged:
@@ -224,7 +225,7 @@ class _Run:
             self.finish(report)
 
     def report(self, entries: list[tuple[int, list[dict[str, Any]], bool]], report: Any) -> None:
-        dumps = orjson.dumps
+        dumps = exactjson.dumps
         for number, errors, truncated in entries:
             if not self.report_truncated:
                 entry: dict[str, Any] = {"record": number, "errors": errors}

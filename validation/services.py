@@ -23,7 +23,9 @@ from validation import guard
 from validation.bounds import RESPONSE_ERROR_BYTES
 from validation.depth import depth_message, max_depth, too_deep
 from validation.engine import CompiledSchema
+from validation.evaluator import LIST
 from validation.exceptions import InvalidRequest, TooDeep, TooManyInstances, ValidationCrashed, ValidationTimeout
+from validation.outputs import FORMATS
 from validation.schemas import inline_validator, schema_lookup, schema_validator
 
 log = logging.getLogger("tollgate.validation")
@@ -91,14 +93,27 @@ def sync_time_limit() -> float:
     return float(getattr(settings, "VALIDATION_SYNC_TIME_LIMIT", DEFAULT_SYNC_TIME_LIMIT))
 
 
-def payload_validate(*, payload: Payload) -> dict[str, Any]:
+def output_format(value: str) -> str:
+    """The answer's format from ``?output=`` ("" is Tollgate's own list).
+    Raises InvalidRequest for another value."""
+    if value in ("", LIST):
+        return LIST
+    if value not in FORMATS:
+        raise InvalidRequest(f"'output' must be one of {', '.join((LIST, *FORMATS))}.", details={"field": "output"})
+    return value
+
+
+def payload_validate(*, payload: Payload, output: str = LIST) -> dict[str, Any]:
     """The answer: ``{"valid", "errors"}`` for one instance, or
     ``{"valid_count", "invalid_count", "results": [{"index", "valid",
-    "errors"}]}`` for a list. Raises ValidationTimeout and ValidationCrashed (422)."""
+    "errors"}]}`` for a list. With ``output`` ``flag``, ``basic`` or
+    ``detailed``, each instance's answer is the specification's output
+    structure instead (``validation.outputs``). Raises ValidationTimeout and
+    ValidationCrashed (422)."""
     seconds = sync_time_limit()
     try:
         results = guard.for_this_thread(seconds).check(
-            payload.compiled, payload.instances, seconds=seconds, response_bytes=RESPONSE_ERROR_BYTES
+            payload.compiled, payload.instances, seconds=seconds, response_bytes=RESPONSE_ERROR_BYTES, output=output
         )
     except guard.Timeout:
         log.warning("A validation of %s instance(s) ran past %s s and was stopped", len(payload.instances), seconds)
@@ -106,11 +121,16 @@ def payload_validate(*, payload: Payload) -> dict[str, Any]:
     except guard.Crashed:
         log.error("The validator stopped while validating %s instance(s)", len(payload.instances))
         raise ValidationCrashed() from None
+    shape = _result if output == LIST else _structure
     if payload.single:
-        return _result(*results[0])
+        return shape(*results[0])
     valid_count = sum(1 for valid, _, _ in results if valid)
     return {
         "valid_count": valid_count,
         "invalid_count": len(results) - valid_count,
-        "results": [{"index": index, **_result(*result)} for index, result in enumerate(results)],
+        "results": [{"index": index, **shape(*result)} for index, result in enumerate(results)],
     }
+
+
+def _structure(valid: bool, structure: Any, truncated: bool) -> dict[str, Any]:
+    return dict(structure)

@@ -51,7 +51,12 @@ def _schema_field(account_id: int, upload: Upload) -> Schema:
 
 
 def job_submit(
-    *, request: HttpRequest, meter: RequestMeter, schema_reference: str | None, explicit_format: str
+    *,
+    request: HttpRequest,
+    meter: RequestMeter,
+    schema_reference: str | None,
+    explicit_format: str,
+    output: str = "list",
 ) -> ValidationJob:
     """Accept the upload in ``request`` as a job of ``meter``'s account.
 
@@ -60,7 +65,8 @@ def job_submit(
     (404, before the body is read when the schema is in the query),
     PayloadTooLarge (413), UnsupportedFormat (415), InvalidRequest and
     InvalidUpload (400), StorageUnavailable (503); on any of these, and on
-    any other error, nothing stays stored or reserved.
+    any other error, nothing stays stored or reserved. ``output`` is how
+    invalid records are reported (``validation.services.output_format``).
     """
     account_id = meter.record.account_id
     _quota_left(meter.charge(requests=1, units=0))
@@ -83,6 +89,7 @@ def job_submit(
             upload=upload,
             units_reserved=upload.records if reservation else 0,
             reserved_at=reservation.at_ms / 1000 if reservation else time.time(),
+            output=output,
         )
     except BaseException:
         discard(upload.name)

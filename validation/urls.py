@@ -4,6 +4,7 @@ from validation import views
 
 urlpatterns = [
     path("schemas", views.schemas, name="validation-schemas"),
+    path("schemas/bundle", views.schemas_bundle, name="validation-schemas-bundle"),
     path("schemas/<str:name>/<str:version>", views.schema_detail, name="validation-schema"),
     path("validate", views.validate, name="validation-validate"),
     path("jobs", views.jobs, name="validation-jobs"),

@@ -11,15 +11,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
+import orjson
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
 
-from project.api import api_view, json_body, json_response
+from project import exactjson
+from project.api import api_view, json_response
 from project.errors import InvalidJson
 from project.storage import STORAGE_ERRORS, describe
 from quotas.decorators import charged_in_view, metered
 from validation import representations as show
+from validation.bundler import schema_bundle
 from validation.depth import max_depth
 from validation.exceptions import (
     InvalidRequest,
@@ -31,21 +34,43 @@ from validation.exceptions import (
 )
 from validation.jobs import job_cancel, job_get
 from validation.models import JobStatus, Schema, ValidationJob
-from validation.schemas import schema_get, schema_register, valid_name
-from validation.services import payload_parse, payload_validate
+from validation.schemas import schema_get, schema_register, schemas_register, valid_name
+from validation.services import output_format, payload_parse, payload_validate
 from validation.submit import job_submit
 
 log = logging.getLogger("tollgate.validation")
+DEFAULT_SYNC_BODY_CEILING = 64 * 1024 * 1024
+
+
+def sync_body_limit(request: HttpRequest) -> int:
+    """The largest JSON body this request may send: its plan's
+    ``max_sync_body_bytes``, at most ``VALIDATION_SYNC_BODY_CEILING_BYTES``."""
+    ceiling = int(getattr(settings, "VALIDATION_SYNC_BODY_CEILING_BYTES", DEFAULT_SYNC_BODY_CEILING))
+    return min(int(request.meter.record.max_sync_body_bytes), ceiling)  # type: ignore[attr-defined]
 
 
 def _json(request: HttpRequest) -> Any:
+    """The body as JSON (integers exact), read up to the plan's limit: 413
+    ``payload_too_large`` past it (before reading when Content-Length says so)."""
+    limit = sync_body_limit(request)
+    too_large = PayloadTooLarge(
+        f"The body is larger than this plan's {limit} bytes; send large data as a batch job.",
+        details={"max_bytes": limit},
+    )
     try:
-        return json_body(request)
-    except RequestDataTooBig:
-        raise PayloadTooLarge("The body is too large for this endpoint; send large data as a batch job.") from None
-    except InvalidJson as exc:
-        if "depth limit" not in str(exc.details):
-            raise
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        raise too_large
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise too_large
+    try:
+        return exactjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" not in str(exc):
+            raise InvalidJson(details={"reason": str(exc)}) from None
         # orjson stops by itself past 1024 levels: deeper than any limit.
         raise TooDeep("The body nests deeper than 1024 levels.", details={"max_depth": max_depth()}) from None
 
@@ -74,10 +99,34 @@ def schemas(request: HttpRequest) -> HttpResponse:
     return json_response(show.schema_full(schema), status=201, headers={"Location": location})
 
 
+@api_view("POST")
+@metered(requests=1, units=0)
+def schemas_bundle(request: HttpRequest) -> HttpResponse:
+    """Register ``{"schemas": [{"name", "version", "schema"}, ...]}`` at once:
+    any order, cycles allowed, all or nothing."""
+    body = _json(request)
+    entries = body.get("schemas") if isinstance(body, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) and "schema" in entry for entry in entries):
+        raise InvalidRequest('Send {"schemas": [{"name", "version", "schema"}, ...]}.', details={"field": "schemas"})
+    rows = schemas_register(
+        account_id=_account(request),
+        entries=[(entry.get("name"), entry.get("version"), entry["schema"]) for entry in entries],
+    )
+    return json_response({"results": [show.schema_full(row) for row in rows]}, status=201)
+
+
 @api_view("GET")
 @metered(requests=1, units=0)
 def schema_detail(request: HttpRequest, name: str, version: str) -> HttpResponse:
-    return json_response(show.schema_full(schema_get(account_id=_account(request), name=name, version=version)))
+    """The schema as registered, or with ``?bundle=true`` its dependencies
+    embedded (``validation.bundler``)."""
+    schema = schema_get(account_id=_account(request), name=name, version=version)
+    bundle = show.query_value(request, "bundle")
+    if bundle not in ("", "true", "false"):
+        raise InvalidRequest("'bundle' must be true or false.", details={"field": "bundle"})
+    if bundle == "true":
+        return json_response({**show.schema_summary(schema), "schema": schema_bundle(schema=schema)})
+    return json_response(show.schema_full(schema))
 
 
 @api_view("POST")
@@ -86,11 +135,12 @@ def validate(request: HttpRequest) -> HttpResponse:
     """Each instance costs one unit, charged (in one round trip, all or
     nothing) after the request is understood and before anything is validated."""
     meter = request.meter  # type: ignore[attr-defined]
+    output = output_format(show.query_value(request, "output"))
     payload = payload_parse(
         account_id=meter.record.account_id, body=_json(request), max_instances=meter.record.max_sync_instances
     )
     meter.charge(requests=1, units=len(payload.instances))
-    return json_response(payload_validate(payload=payload))
+    return json_response(payload_validate(payload=payload, output=output))
 
 
 @api_view("GET", "POST")
@@ -99,7 +149,9 @@ def jobs(request: HttpRequest) -> HttpResponse:
     """POST uploads a job (one request, then one unit per record); GET lists
     the account's jobs, newest first (one request)."""
     if request.method == "POST":
+        output = output_format(show.query_value(request, "output"))
         job = job_submit(
+            output=output,
             request=request,
             meter=request.meter,  # type: ignore[attr-defined]
             schema_reference=show.query_value(request, "schema"),

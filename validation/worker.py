@@ -1,7 +1,8 @@
 """The RQ worker class of ``manage.py rqworker`` (``settings.RQ["WORKER_CLASS"]``).
 
-It is RQ's forking worker plus the recovery sweep
-(``validation.recovery``), run in the worker's main process:
+It is RQ's forking worker plus the usage ledger's flusher (a thread, see
+``quotas.flusher``) and the recovery sweep (``validation.recovery``), run in
+the worker's main process:
 
 - when the worker starts, and then every ``VALIDATION_RECOVERY_INTERVAL``
   seconds while it waits for jobs (the blocking dequeue is cut into slices
@@ -38,6 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import worker_registration
 from rq.worker import Worker
 
+from quotas.backends import process_flusher
 from validation.recovery import jobs_recover_safely
 
 DEFAULT_RECOVERY_INTERVAL = 10.0
@@ -162,6 +164,16 @@ class ValidationWorker(Worker):
             if idle_deadline is not None and time.monotonic() >= idle_deadline:
                 return None
             self.sweep()
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's loop, with the usage ledger's flusher in a thread of this
+        process (``quotas.flusher``), stopped after one last pass."""
+        flusher = process_flusher()
+        flusher.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            flusher.stop()
 
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
         super().maintain_heartbeats(job, execution)

@@ -227,6 +227,28 @@ def metrics_cost(run: Run) -> list[str]:
     return lines
 
 
+def ledger(run: Run) -> list[str]:
+    """The usage ledger's cost on the request path: Tollgate (leases on)
+    against ``--before`` (a checkout without the ledger), same run, per load."""
+    lines = []
+    for load in run.loads.values():
+        if TOLLGATE not in load.variants or BEFORE not in load.variants:
+            continue
+        now, then = load.variants[TOLLGATE].admitted, load.variants[BEFORE].admitted
+        if now is None or then is None:
+            continue
+        lines.append(
+            f"  {load.load}: throughput ratio {median(load.ratios(TOLLGATE)):.3f} vs "
+            f"{median(load.ratios(BEFORE)):.3f}; Redis round trips per request {now.round_trips:.3f} vs "
+            f"{then.round_trips:.3f}, commands {now.commands:.3f} vs {then.commands:.3f}; added CPU per request "
+            f"(app + Redis) {load.added_cpu_us(TOLLGATE):+.0f} vs {load.added_cpu_us(BEFORE):+.0f} us, "
+            f"of it Redis {load.cpu_us(TOLLGATE, 'redis'):.0f} vs {load.cpu_us(BEFORE, 'redis'):.0f} us"
+        )
+    if not lines:
+        return []
+    return ["Usage ledger on (tollgate) against tollgate-before (--before), in this run:", *lines]
+
+
 def _mix(counter: Mapping[str, int], requests: int) -> str:
     if not counter:
         return "nothing"
@@ -312,6 +334,9 @@ def render(run: Run) -> str:
         ],
         targets(run),
         metrics_cost(run),
+
+
+        ledger(run),
         command_mix(run),
         cross_check(run),
         conditions(run),

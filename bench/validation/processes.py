@@ -29,10 +29,12 @@ _SCRUBBED = ("DATABASE_URL", "WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "ME
 
 class Stack:
     """``overrides`` are added to every process's environment; ``worker=False``
-    starts no rqworker (the caller starts its own, e.g. ``rqworker --burst``)."""
+    starts no rqworker (the caller starts its own, e.g. ``rqworker --burst``);
+    ``root`` is the checkout whose Tollgate runs (this one by default)."""
 
-    def __init__(self, directory: Path, *, worker: bool = True, **overrides: str) -> None:
+    def __init__(self, directory: Path, *, worker: bool = True, root: Path = ROOT, **overrides: str) -> None:
         self.directory = directory
+        self.root = root
         self.overrides = overrides
         self.with_worker = worker
         self.redis = RedisServer()
@@ -55,7 +57,12 @@ class Stack:
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=120
+            [sys.executable, "manage.py", *args],
+            cwd=self.root,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
@@ -64,7 +71,7 @@ class Stack:
     def spawn(self, command: list[str], **overrides: str) -> subprocess.Popen[str]:
         log = tempfile.TemporaryFile("w+")
         env = {**self.env(), **overrides}
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(command, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         self.processes.append(process)
         self.logs.append(log)
         return process

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/validation/run.py               # 250k records (~100 MB), ~1 minute
     .venv/bin/python bench/validation/run.py --mb 200      # a >= 200 MB file, for the memory target
+    .venv/bin/python bench/validation/run.py --before main # and the job as another git ref runs it
 
 One run, on one generated NDJSON file of order records (a few % invalid):
 
@@ -21,6 +22,7 @@ Targets (issue 4): job records/s >= 0.7 x the lean loop's; the horse under
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -132,6 +134,7 @@ def main() -> int:
     parser.add_argument("--invalid-rate", type=float, default=0.03, help="share of invalid records (default 0.03)")
     parser.add_argument("--rounds", type=int, default=2, help="lean loop + job rounds; the best of each counts")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--before", default="", help="a git ref whose job runs too, alternating (e.g. main)")
     args = parser.parse_args()
 
     directory = Path(tempfile.mkdtemp(prefix="tollgate-bench-validation-"))
@@ -145,10 +148,22 @@ def main() -> int:
 
     # Alternate the two, and keep the best of each: on a shared machine a
     # single run of either can be slowed by a neighbour.
-    leans, jobs = [lean_loop(path)], []
-    with Stack(directory) as stack:
-        for _ in range(args.rounds):
+    leans, jobs, befores = [lean_loop(path)], [], []
+    with contextlib.ExitStack() as stacks:
+        stack = stacks.enter_context(Stack(directory))
+        before = (
+            stacks.enter_context(Stack(_checkout(args.before, directory), root=_checkout(args.before, directory)))
+            if args.before
+            else None
+        )
+        for round_number in range(args.rounds):
+            # Which checkout goes first alternates: the first after the lean
+            # loop was measured slower, whichever it was.
+            if before is not None and round_number % 2:
+                befores.append(run_job(before, path))
             jobs.append(run_job(stack, path))
+            if before is not None and not round_number % 2:
+                befores.append(run_job(before, path))
             leans.append(lean_loop(path))
         worker_log = stack.worker_log()
     lean = max(leans, key=lambda run: run["records_per_s"])
@@ -157,6 +172,7 @@ def main() -> int:
         raise RuntimeError(f"the job and the lean loop disagree: {job} vs {lean}")
 
     ratio = job["records_per_s"] / lean["records_per_s"]
+    before_best = max(befores, key=lambda run: run["records_per_s"]) if befores else None
     # A cross-check that neighbours on a shared machine cannot skew as much:
     # CPU seconds of the lean loop over those of the work horse (which also
     # claims the row, compiles the schema and writes the report).
@@ -173,6 +189,16 @@ def main() -> int:
         },
         "ratio": ratio,
         "cpu_ratio": cpu_ratio,
+        "before": (
+            {
+                "ref": args.before,
+                "job": before_best,
+                "rounds": [r["records_per_s"] for r in befores],
+                "ratio": job["records_per_s"] / before_best["records_per_s"],
+            }
+            if before_best
+            else None
+        ),
         "targets": {
             "ratio": {"target": RATIO_TARGET, "met": ratio >= RATIO_TARGET},
             "horse_peak_rss_mb": {
@@ -195,6 +221,16 @@ def main() -> int:
     else:
         print(f"kept {directory}; the worker logged:\n{worker_log[-4000:]}", file=sys.stderr)
     return 0
+
+
+def _checkout(ref: str, directory: Path) -> Path:
+    """``ref`` of this repository, exported once into ``directory`` (read only)."""
+    target = directory / f"checkout-{ref.replace('/', '_')}"
+    if not target.exists():
+        target.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
 
 
 def _version(name: str) -> str:
@@ -225,6 +261,15 @@ def report(result: dict[str, Any]) -> str:
             f"{'met' if result['targets']['ratio']['met'] else 'NOT met'})",
             f"  CPU: lean {min(result['rounds']['lean_cpu']):.2f} s, horse + child >= {job['horse_cpu_seconds']:.2f} s, "
             f"ratio {result['cpu_ratio']:.2f} (information: insensitive to neighbours' load)",
+            *(
+                [
+                    f"  job as {result['before']['ref']} runs it            {result['before']['job']['records_per_s']:>10,.0f} records/s  "
+                    f"(rounds {', '.join(f'{r:,.0f}' for r in result['before']['rounds'])}); "
+                    f"this checkout / {result['before']['ref']}: {result['before']['ratio']:.2f}"
+                ]
+                if result["before"]
+                else []
+            ),
             f"  work horse peak RSS                    {job['horse_peak_rss_mb']:>10.1f} MB    "
             f"(target < {MEMORY_TARGET_MB} MB: {memory_note})",
         ]

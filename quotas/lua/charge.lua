@@ -2,7 +2,9 @@
 charge.lua: check every rate limit and quota of one request and commit all of
 them or none; optionally lease more of them to the calling process, and take
 back what an earlier lease did not use. One EVALSHA per request; inside, one
-HMGET and, when something changes, one HSET (plus a PEXPIRE about once a month).
+HMGET and, when something changes, one HSET (plus a PEXPIRE about once a month),
+and for the usage ledger one HINCRBY (two when a call's units are not its
+requests).
 
 This header is the layout's only description. quotas/codec.py encodes these
 arguments and decodes the reply; quotas/evaluation.py is the same logic in
@@ -10,7 +12,9 @@ Python for the in-memory backend (tests hold the two to identical answers);
 quotas/leases.py explains why leasing and giving back never over-admit.
 
 All state of an account lives in one hash, KEYS[1] = "tg:{a42}" (the braces
-are a Redis Cluster hash tag: one account, one slot). Its fields:
+are a Redis Cluster hash tag: one account, one slot), and what it used since
+the ledger's last flush in another, KEYS[2] = "tg:{a42}:u" (same slot). The
+first one's fields:
   g                 generation; the caller's copy of the account must match
   x                 when the hash expires (ms), to refresh the TTL rarely
   r<key>:<n>/<p>    GCRA theoretical arrival time (TAT) of a key's rate limit,
@@ -21,6 +25,13 @@ are a Redis Cluster hash tag: one account, one slot). Its fields:
   m<0-59>           requests admitted in a minute, "<minute id>:<count>" (a ring
                     of the last hour, for the operations page)
   k<key>:<0-6>      requests admitted by a key in a 10-minute bucket, likewise
+  c                 when this hash was created (ms): refunds of units reserved
+                    before it are fenced (refund.lua)
+KEYS[2] (usage not yet in the ledger, drained by quotas.ledger):
+  <key>:<day>:r     requests admitted on a UTC day (days since the epoch)
+  <key>:<day>:d     units consumed that day minus those requests (leased ones
+                    count until given back); absent while they are equal, so
+                    a plain request costs one HINCRBY
 
 ARGV, the part fixed for a key record and its quota windows first:
   [1] generation  [2] R (rate limits)  [3] Q (quotas)  [4] key id
@@ -37,7 +48,7 @@ then the part of this call (D = 7 + 4R + 4Q):
 
 Example (100/m for key 17, 10000/day for account 42, at 2026-11-26T12:00Z,
 one request, no lease, nothing to give back):
-  EVALSHA <sha> 1 tg:{a42} 5f1c 1 1 17 5529600000 64
+  EVALSHA <sha> 2 tg:{a42} tg:{a42}:u 5f1c 1 1 17 5529600000 64
           r17:100/60000 100 60000 l17:100/60000  qd 10000 20261126 1795737600000
           1795694400000 1 1 0 0 0 0 0  29928240 m0 2992824 k17:0
 
@@ -66,8 +77,8 @@ began, minus what was given back since) covers them; unused units go back to a
 quota window only while it is the lease's window. The generation check covers
 both: a hash lost and recreated never takes a give-back.
 ]]
-if #KEYS ~= 1 then
-  return redis.error_reply("charge.lua: expected 1 key, got " .. #KEYS)
+if #KEYS ~= 2 then
+  return redis.error_reply("charge.lua: expected 2 keys, got " .. #KEYS)
 end
 local nr, nq = tonumber(ARGV[2]), tonumber(ARGV[3])
 local ttl, margin = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -317,6 +328,30 @@ if admitted and rc + k > 0 then
 end
 if m_touched then write(m_field, m_sid .. ":" .. m_n) end
 if b_touched then write(b_field, b_sid .. ":" .. b_n) end
+
+-- Usage for the ledger: what was admitted, at this call's UTC day, and what
+-- a lease gave back, at the lease's day. A field new in KEYS[2] (drained
+-- since) gives it the hash's TTL.
+local day = math.floor(tonumber(m_id) / 1440)
+local function usage(at_day, requests, units)
+  local prefix = ARGV[4] .. ":" .. at_day
+  local new = false
+  if requests ~= 0 then
+    new = redis.call("HINCRBY", KEYS[2], prefix .. ":r", requests) == requests
+  end
+  if units ~= requests then
+    new = redis.call("HINCRBY", KEYS[2], prefix .. ":d", units - requests) == units - requests or new
+  end
+  if new then
+    redis.call("PEXPIRE", KEYS[2], ttl)
+  end
+end
+if giving then
+  usage(math.floor(tonumber(ARGV[d + 12]) / 1440), -gr, -gu)
+end
+if admitted and rc + k + qc + ku > 0 then
+  usage(day, rc + k, qc + ku)
+end
 
 if #writes > 0 then
   local expires = tonumber(values[2])

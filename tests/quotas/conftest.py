@@ -22,3 +22,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     with override_settings(DEMO_MODE=True, CACHES=MEMORY_CACHES):
         yield get_backend()
     reset_backends()
+
+
+@pytest.fixture(autouse=True)
+def _ledger(db: None) -> None:
+    """A missing account hash is restored from the usage ledger (the
+    database) before the account is charged: every counter test may read it."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from unittest import mock
 
 import pytest
 
@@ -183,7 +184,8 @@ def test_invalidation_makes_the_next_charge_stale(backend: Backend) -> None:
 
 
 def test_refund_gives_back_units_in_the_current_window_only(backend: Backend) -> None:
-    who = subject(backend, "", "100/day, 1000/month", account_id=3)
+    with mock.patch("time.time", return_value=T0 - 3 * 86400):  # the counters exist since before T0
+        who = subject(backend, "", "100/day, 1000/month", account_id=3)
     assert charge(backend, who, units=70, now=T0).allowed
     backend.refund(3, 50, at=T0)
     assert backend.usage([3], now=T0) == {3: {"day": 20, "month": 20}}

@@ -30,9 +30,10 @@ def test_every_key_has_a_ttl(redis_server: RedisServer) -> None:
     backend.charge(who, ONE, NOW_MS)
     client = redis_server.client()
     keys = client.keys("*")
-    assert keys == [b"tg:{a7}"]
-    ttl = client.pttl("tg:{a7}")
-    assert HASH_TTL_MS - 60_000 < ttl <= HASH_TTL_MS
+    assert sorted(keys) == [b"tg:{a7}", b"tg:{a7}:u"]  # the counters, and the usage the ledger has not yet
+    for key in keys:
+        ttl = client.pttl(key)
+        assert HASH_TTL_MS - 60_000 < ttl <= HASH_TTL_MS
 
 
 def test_one_charge_is_one_evalsha_and_one_round_trip(redis_server: RedisServer) -> None:
@@ -51,10 +52,13 @@ def test_one_charge_is_one_evalsha_and_one_round_trip(redis_server: RedisServer)
     assert reads - 2 == 5
     assert stats["cmdstat_evalsha"]["calls"] == 5
     sent = {name for name in stats if name not in ("cmdstat_info", "cmdstat_config|resetstat")}
-    # Inside the script: one HMGET per charge, one HSET per admitted charge, one PEXPIRE at most.
-    assert sent <= {"cmdstat_evalsha", "cmdstat_hmget", "cmdstat_hset", "cmdstat_pexpire"}
+    # Inside the script: one HMGET per charge, one HSET per admitted charge
+    # and one HINCRBY (its requests for the ledger; its units are as many),
+    # one PEXPIRE at most.
+    assert sent <= {"cmdstat_evalsha", "cmdstat_hmget", "cmdstat_hset", "cmdstat_hincrby", "cmdstat_pexpire"}
     assert stats["cmdstat_hmget"]["calls"] == 5
     assert stats["cmdstat_hset"]["calls"] == 2
+    assert stats["cmdstat_hincrby"]["calls"] == 2
     assert "cmdstat_pexpire" not in stats  # refreshed about once a month, not per request
 
 
@@ -118,6 +122,11 @@ def test_redis_and_memory_backends_give_identical_answers() -> None:
         # The hashes agree field by field, bookkeeping included.
         stored = redis_backend.client().hgetall(f"tg:{{a{500 + round_}}}")
         mirrored = memory_backend._hashes[500 + round_][1]
-        assert {k.decode(): v.decode() for k, v in stored.items() if k not in (b"g", b"x")} == {
-            k: v for k, v in mirrored.items() if k != "g"
+        assert {k.decode(): v.decode() for k, v in stored.items() if k not in (b"g", b"x", b"c")} == {
+            k: v for k, v in mirrored.items() if k not in ("g", "c")
+        }
+        # And so does the usage for the ledger (zero sums are kept by Redis only).
+        usage = redis_backend.client().hgetall(f"tg:{{a{500 + round_}}}:u")
+        assert {k.decode(): int(v) for k, v in usage.items() if int(v)} == {
+            k: v for k, v in memory_backend._pending.get(500 + round_, {}).items() if v
         }

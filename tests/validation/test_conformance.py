@@ -32,7 +32,10 @@ from typing import Any
 
 import pytest
 
+from tests.factories import AccountFactory
 from validation.engine import DRAFTS, SchemaError, compile_schema
+from validation.exceptions import InvalidSchema, SchemaTooComplex
+from validation.schemas import inline_validator, schemas_register, validators
 
 ROOT = Path(__file__).resolve().parents[2]
 BESIDE = Path("shared", "data", "json-schema-test-suite")
@@ -174,3 +177,75 @@ def test_a_missing_suite_skips_here_and_fails_under_ci(tmp_path: Path) -> None:
     with pytest.raises(pytest.fail.Exception, match="JSON-Schema-Test-Suite not found"):
         require_suite(found, looked, {"CI": "true"})
     require_suite(FOUND, LOOKED, {"CI": "true"})  # found: nothing to say
+
+
+# -- optional/: through the registry, the remotes registered in an account ------
+
+# The optional tests that fail, each with why (the engine's own verdicts).
+# Nothing may be added here: a test that starts failing is a regression.
+OPTIONAL_FAILURES: dict[str, str] = {}
+# The count printed by the run this list was taken from.
+OPTIONAL_PASSES = 3385
+
+
+def remote_entries() -> list[tuple[str, str, Any]]:
+    """Every remote as ``(name, version, document)``, with the ``$id`` of its
+    retrieval URI where it has none (as a user registers a schema fetched
+    from a URL), and the ``$schema`` its folder names. One whose ``$id`` is
+    not its URL gets an alias at its URL (``allOf`` of a ``$ref`` to it).
+    Draft 3 and ``v1/`` (the next draft) are not supported and are left out."""
+    entries = []
+    for uri, document in sorted(remotes().items()):
+        path = uri.removeprefix("http://localhost:1234/")
+        if path.startswith(("draft3/", "v1/")):
+            continue
+        folder = path.split("/")[0]
+        draft = folder if folder in ("draft4", "draft6", "draft7") else None
+        if isinstance(document, dict) and draft and "$schema" not in document:
+            document = {"$schema": URIS[draft], **document}  # the folder says which draft
+        if isinstance(document, dict) and "$id" not in document and "id" not in document:
+            document = {("id" if draft == "draft4" else "$id"): uri, **document}
+        name = "remote." + path.replace("/", ".")
+        entries.append((name, "1", document))
+        own = document.get("id" if draft == "draft4" else "$id") if isinstance(document, dict) else uri
+        if own != uri:
+            alias = {"$schema": document.get("$schema", URIS["2020-12"]), "$id": uri, "allOf": [{"$ref": own}]}
+            entries.append((name + ".url", "1", alias))
+    return entries
+
+
+def optional_cases(draft: str) -> Iterator[tuple[str, Any, list[dict[str, Any]]]]:
+    folder = SUITE / "tests" / FOLDERS[draft] / "optional"
+    for path in sorted(folder.rglob("*.json")):
+        for group in json.loads(path.read_text()):
+            schema = group["schema"]
+            if isinstance(schema, dict) and "$schema" not in schema:
+                schema = {"$schema": URIS[draft], **schema}
+            yield f"{draft}/{path.relative_to(folder)}: {group['description']}", schema, group["tests"]
+
+
+@pytest.mark.django_db
+def test_optional_tests_pass_with_the_remotes_registered_in_an_account(capsys: pytest.CaptureFixture[str]) -> None:
+    account_id = AccountFactory().pk
+    schemas_register(account_id=account_id, entries=remote_entries())
+    validators.clear()
+    passed, failures = 0, {}
+    for draft in FOLDERS:
+        for where, schema, tests in optional_cases(draft):
+            try:
+                compiled = inline_validator(account_id=account_id, document=schema)
+            except (InvalidSchema, SchemaTooComplex) as exc:
+                for test in tests:
+                    failures[f"{where} / {test['description']}"] = f"does not compile: {exc.message}"
+                continue
+            for test in tests:
+                if compiled.is_valid(test["data"]) == test["valid"]:
+                    passed += 1
+                else:
+                    failures[f"{where} / {test['description']}"] = "wrong verdict"
+    with capsys.disabled():  # the count is printed in every run, CI's included
+        print(f"\nJSON-Schema-Test-Suite optional/: {passed} of {passed + len(failures)} pass")
+        for failure, why in sorted(failures.items()):
+            print(f"  failing: {failure}: {why}")
+    assert set(failures) <= set(OPTIONAL_FAILURES), sorted(set(failures) - set(OPTIONAL_FAILURES))
+    assert passed >= OPTIONAL_PASSES

@@ -90,8 +90,10 @@ def test_ndjson_10k_records_exact_counts_error_lines_and_quota(env: dict[str, st
         "record": 97,
         "instance_path": "/qty",
         "schema_path": "/properties/qty/minimum",
+        "keyword_location": "tollgate://schemas/order/1#/properties/qty/minimum",
         "keyword": "minimum",
         "message": "0 is less than the minimum of 1",
+        "params": {"limit": 1},
     }
     # One unit per record, charged once (polling and registering are free).
     assert client.usage() == {"daily-quota": 10_000}

@@ -98,8 +98,10 @@ def test_a_resolved_reference_is_used() -> None:
         {
             "instance_path": "/customer",
             "schema_path": "/properties/customer/$ref/required",
+            "keyword_location": "tollgate://schemas/customer/1#/required",
             "keyword": "required",
             "message": '"id" is a required property',
+            "params": {"missingProperty": "id"},
         }
     ]
 
@@ -151,8 +153,10 @@ def test_errors_are_data_with_json_pointers() -> None:
     assert by_keyword["minimum"] == {
         "instance_path": "/items/0/qty",
         "schema_path": "/properties/items/items/properties/qty/minimum",
+        "keyword_location": "json-schema:///#/properties/items/items/properties/qty/minimum",
         "keyword": "minimum",
         "message": "0 is less than the minimum of 1",
+        "params": {"limit": 1},
     }
     assert by_keyword["false"]["instance_path"] == "/closed"
     assert by_keyword["dependentRequired"]["message"] == '"y" is a required property'

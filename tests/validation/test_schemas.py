@@ -33,7 +33,14 @@ def test_invalid_schema_is_400_with_the_meta_schema_errors(api: Api) -> None:
     assert error["code"] == "invalid_schema"
     paths = sorted(item["instance_path"] for item in error["details"]["errors"])
     assert paths == ["/properties/a/minimum", "/type"]
-    assert set(error["details"]["errors"][0]) == {"instance_path", "schema_path", "keyword", "message"}
+    assert set(error["details"]["errors"][0]) == {
+        "instance_path",
+        "schema_path",
+        "keyword_location",
+        "keyword",
+        "message",
+        "params",
+    }
     assert not Schema.objects.exists()
 
 

@@ -3,11 +3,14 @@ before validating), limits."""
 
 from __future__ import annotations
 
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 
 from quotas.backends import get_backend
+from quotas.models import Plan
 from tests.conftest import bearer
 from tests.factories import issue_key
 from tests.validation.conftest import ORDER_SCHEMA, Api
@@ -41,8 +44,10 @@ def test_one_instance_answers_valid_and_errors(order: Api) -> None:
             {
                 "instance_path": "/qty",
                 "schema_path": "/properties/qty/minimum",
+                "keyword_location": "tollgate://schemas/order/1#/properties/qty/minimum",
                 "keyword": "minimum",
                 "message": "0 is less than the minimum of 1",
+                "params": {"limit": 1},
             }
         ],
     }
@@ -122,11 +127,26 @@ def test_deep_instances_are_refused_before_charging(order: Api) -> None:
     assert units_used(order) == 0
 
 
-def test_a_body_over_djangos_memory_limit_is_413(order: Api, settings: Any) -> None:
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
-    response = order.post("/api/v1/validate", {"schema": "order/1", "instance": "x" * 2000})
+def test_a_body_over_the_plans_limit_is_413(db: None) -> None:
+    small = Api(issue_key(rate_limits="", quotas="1000/day", max_sync_body_bytes=1000).key)
+    response = small.post("/api/v1/validate", {"schema": {}, "instance": "x" * 2000})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+    assert response.json()["error"]["details"] == {"max_bytes": 1000}
+    assert (
+        small.post("/api/v1/schemas", {"name": "a", "version": "1", "schema": {"description": "x" * 2000}}).status_code
+        == 413
+    )
+    assert small.post("/api/v1/validate", {"schema": {}, "instance": "x" * 500}).status_code == 200
+
+
+def test_the_plans_limit_may_pass_djangos_default_up_to_the_ceiling(db: None, settings: Any) -> None:
+    big = Api(issue_key(rate_limits="", quotas="1000/day", max_sync_body_bytes=8 * 1024 * 1024).key)
+    three_mb = {"schema": {"type": "string"}, "instance": "x" * (3 * 1024 * 1024)}
+    assert big.post("/api/v1/validate", three_mb).json()["valid"] is True  # Django's 2.5 MiB no longer applies
+    settings.VALIDATION_SYNC_BODY_CEILING_BYTES = 2 * 1024 * 1024
+    capped = big.post("/api/v1/validate", three_mb)
+    assert capped.status_code == 413 and capped.json()["error"]["details"] == {"max_bytes": 2 * 1024 * 1024}
 
 
 def test_validation_needs_a_key(db: None) -> None:
@@ -134,3 +154,8 @@ def test_validation_needs_a_key(db: None) -> None:
 
     assert Client().post("/api/v1/validate", {}, content_type="application/json").status_code == 401
     assert Client(**bearer("tg_nope")).get("/api/v1/validate").status_code == 401
+
+
+def test_set_plan_sets_the_sync_body_limit(db: None) -> None:
+    call_command("set_plan", "bodies", "--max-sync-body-kb", "4", stdout=StringIO())
+    assert Plan.objects.get(name="bodies").max_sync_body_bytes == 4096

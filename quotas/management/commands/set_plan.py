@@ -21,6 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-quota", action="store_true", help="remove every quota")
         parser.add_argument("--max-upload-mb", type=int, metavar="N")
         parser.add_argument("--max-sync-instances", type=int, metavar="N")
+        parser.add_argument(
+            "--max-sync-body-kb", type=int, metavar="N", help="largest synchronous JSON body (capped by the ceiling)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         rates = [] if options["no_rate"] else options["rate"]
@@ -32,10 +35,11 @@ class Command(BaseCommand):
                 quotas=quotas,
                 max_upload_mb=options["max_upload_mb"],
                 max_sync_instances=options["max_sync_instances"],
+                max_sync_body_kb=options["max_sync_body_kb"],
             )
         )
         self.stdout.write(
             f"{'Created' if created else 'Updated'} plan {plan.name}: rate limits [{plan.rate_limits}], "
             f"quotas [{plan.quotas}], max upload {plan.max_upload_bytes // (1024 * 1024)} MB, "
-            f"max {plan.max_sync_instances} instances per call"
+            f"max {plan.max_sync_instances} instances per call, max sync body {plan.max_sync_body_bytes // 1024} KB"
         )
