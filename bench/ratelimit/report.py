@@ -334,8 +334,6 @@ def render(run: Run) -> str:
         ],
         targets(run),
         metrics_cost(run),
-
-
         ledger(run),
         command_mix(run),
         cross_check(run),
