@@ -21,6 +21,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import django_rq
@@ -28,9 +29,11 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from redis.exceptions import RedisError
 
+from health import rq_stats
 from project.redis import queue_is_split, roles
 from quotas.backends import get_backend
 from quotas.redis_backend import server_facts
+from validation.models import JobStatus, ValidationJob
 from validation.queue import get_queue_service
 
 log = logging.getLogger("tollgate.health")
@@ -120,6 +123,34 @@ class QueueCheck:
 
 
 @dataclass
+class WorkersCheck:
+    """How many RQ workers are alive (heartbeat within its bound) and lost,
+    and how many jobs RQ's queues hold (``health.rq_stats``, read-only)."""
+
+    name: str = "workers"
+
+    @property
+    def backend(self) -> str:
+        return get_backend().name
+
+    @property
+    def target(self) -> str | None:
+        return redis_target("queue")
+
+    def run(self) -> dict[str, Any]:
+        try:
+            stats = rq_stats.read_all(datetime.now(UTC))
+        except (RedisError, OSError) as exc:
+            raise Unavailable(type(exc).__name__) from None
+        return {
+            "status": "connected",
+            "live": stats.alive_workers,
+            "lost": stats.lost_workers,
+            "rq_queued": stats.waiting,
+        }
+
+
+@dataclass
 class RedisServerCheck:
     """Facts about the Redis server (admin report only)."""
 
@@ -166,14 +197,16 @@ class _DatabaseProber:
     """Runs ``SELECT 1`` on a thread of its own, one probe at a time, so that
     a caller can stop waiting for it: a hung database holds that thread up to
     its deadline (``project.postgresql``), never the health report. A probe
-    opens its own connection and closes it again."""
+    opens its own connection and closes it again; after ``SELECT 1`` it
+    counts the validation jobs that wait for a worker (queued or running;
+    None if that read fails: the database still answered)."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health-database")
         self._lock = threading.Lock()
-        self._running: Future[str] | None = None
+        self._running: Future[tuple[str, int | None]] | None = None
 
-    def start(self) -> Future[str]:
+    def start(self) -> Future[tuple[str, int | None]]:
         """The probe in flight, or a new one."""
         with self._lock:
             if self._running is None or self._running.done():
@@ -181,11 +214,17 @@ class _DatabaseProber:
             return self._running
 
     @staticmethod
-    def _select_one() -> str:
+    def _select_one() -> tuple[str, int | None]:
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
-            return connection.vendor
+            try:
+                waiting: int | None = ValidationJob.objects.filter(
+                    status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
+                ).count()
+            except DatabaseError:
+                waiting = None
+            return connection.vendor, waiting
         finally:
             connection.close()
 
@@ -201,7 +240,7 @@ class DatabaseCheck:
 
     name: str = "database"
     timeout: float = 1.0
-    probe: Future[str] = field(init=False, repr=False)
+    probe: Future[tuple[str, int | None]] = field(init=False, repr=False)
     started: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -218,12 +257,12 @@ class DatabaseCheck:
 
     def run(self) -> dict[str, Any]:
         try:
-            self.probe.result(timeout=max(0.0, self.started + self.timeout - time.monotonic()))
+            _, waiting = self.probe.result(timeout=max(0.0, self.started + self.timeout - time.monotonic()))
         except FutureTimeout:
             raise Unavailable("timeout") from None
         except DatabaseError as exc:
             raise Unavailable(type(exc).__name__) from None
-        return {"status": "connected", "backend": self.backend}
+        return {"status": "connected", "backend": self.backend, "jobs_waiting": waiting}
 
 
 def _run_one(check: Check) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Count
+from django.db.models import Count, Min
 
 from validation.failed_jobs import NotRetryable, failed_job_discard, failed_job_retry, retryable_failed_jobs
 from validation.models import JobStatus, ValidationJob
@@ -44,6 +44,13 @@ class JobsReport:
     counts: dict[str, int]  # every status, zeros included
     retryable_total: int
     failed: list[FailedJob]
+    oldest_queued_at: datetime | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Jobs that need a worker: queued, or running (a running job whose
+        worker died is run again by the next live one)."""
+        return self.counts.get(JobStatus.QUEUED, 0) + self.counts.get(JobStatus.RUNNING, 0)
 
 
 def _describe(job: ValidationJob) -> FailedJob:
@@ -67,8 +74,9 @@ def read_jobs(limit: int = MAX_SHOWN) -> JobsReport:
     counts = dict.fromkeys(JobStatus.values, 0)
     for row in ValidationJob.objects.order_by().values("status").annotate(n=Count("pk")):
         counts[row["status"]] = row["n"]
+    oldest = ValidationJob.objects.filter(status=JobStatus.QUEUED).aggregate(oldest=Min("created_at"))["oldest"]
     retryable = retryable_failed_jobs().select_related("account", "schema")
-    return JobsReport(counts, retryable.count(), [_describe(job) for job in retryable[:limit]])
+    return JobsReport(counts, retryable.count(), [_describe(job) for job in retryable[:limit]], oldest)
 
 
 def find_failed(job_id: str) -> FailedJob | None:

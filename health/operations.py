@@ -99,6 +99,25 @@ class Snapshot:
         queue = self.redis.get("queue") or {}
         return not self.demo_mode and self.redis["connected"] and not queue.get("connected", True)
 
+    @property
+    def waiting(self) -> int:
+        """Jobs waiting for a worker: the job table's queued and running
+        rows (the truth), or RQ's queue when it holds more (jobs that are no
+        validation job)."""
+        return max(self.jobs.waiting, self.rq.waiting if self.rq else 0)
+
+    @property
+    def oldest_queued_age(self) -> float | None:
+        """Seconds the oldest queued job (job table) has waited."""
+        oldest = self.jobs.oldest_queued_at
+        return None if oldest is None else max(0.0, (self.generated_at - oldest).total_seconds())
+
+    @property
+    def no_worker_while_jobs_wait(self) -> bool:
+        """Jobs wait and no worker is alive (known only while Redis answers;
+        DEMO_MODE runs jobs in the web process)."""
+        return not self.demo_mode and self.rq is not None and self.waiting > 0 and self.rq.alive_workers == 0
+
 
 def connection_facts() -> dict[str, Any]:
     """The allowlisted connection settings of the counters' pool (the seed

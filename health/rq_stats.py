@@ -17,6 +17,11 @@ rq's own helpers are avoided on purpose:
 
 Key names still come from rq's classes, so an rq upgrade that renames a key
 fails the tests instead of showing zeros.
+
+A worker is alive while its last heartbeat is at most ``WORKER_LOST_AFTER``
+of its heartbeat intervals old (the interval it registered, see
+``validation.worker``): one killed with SIGKILL is shown as lost within that
+bound, not when rq's own registration expires minutes later.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ from rq.registry import (
 from rq.utils import parse_composite_key, utcparse
 from rq.worker import Worker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
+
+from validation.worker import HEARTBEAT_INTERVAL_FIELD, heartbeat_seconds
+
+DEFAULT_LOST_AFTER = 3.0
 
 # The registries shown per queue, in the page's column order.
 REGISTRIES = (
@@ -68,8 +77,10 @@ class QueueStats:
 @dataclass(frozen=True, slots=True)
 class WorkerStats:
     """One worker as it registered itself. ``alive``: its hash still exists
-    (rq lets it expire ``worker_ttl + 60`` s after the last heartbeat) and
-    records no death."""
+    (rq lets it expire ``worker_ttl + 60`` s after the last heartbeat),
+    records no death, and its last heartbeat is at most ``lost_after``
+    seconds old; ``lost``: registered but silent for longer (killed, hung or
+    cut off from Redis). ``state`` is rq's, or ``lost`` / ``gone``."""
 
     name: str
     state: str
@@ -78,6 +89,8 @@ class WorkerStats:
     heartbeat_age: float | None
     queues: tuple[str, ...]
     alive: bool
+    lost: bool = False
+    lost_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +105,10 @@ class RqStats:
     @property
     def alive_workers(self) -> int:
         return sum(1 for worker in self.workers if worker.alive)
+
+    @property
+    def lost_workers(self) -> int:
+        return sum(1 for worker in self.workers if worker.lost)
 
     @property
     def no_worker_while_jobs_wait(self) -> bool:
@@ -152,6 +169,17 @@ def read_queue(name: str, index: int, now: datetime) -> tuple[QueueStats, dict[s
     return stats, workers
 
 
+def lost_after_seconds(interval: str | None) -> float:
+    """How long a worker that heartbeats every ``interval`` seconds (as it
+    registered it; this process's setting when it did not) may stay silent
+    before it is lost."""
+    try:
+        seconds = float(interval) if interval else float(heartbeat_seconds())
+    except ValueError:
+        seconds = float(heartbeat_seconds())
+    return float(getattr(settings, "WORKER_LOST_AFTER", DEFAULT_LOST_AFTER)) * max(1.0, seconds)
+
+
 def _worker(name: str, raw_hash: dict[Any, Any], executions: set[Any], now: datetime) -> WorkerStats:
     data = {_text(key): _text(value) for key, value in raw_hash.items()}
     heartbeat, heartbeat_age = _age(data.get("last_heartbeat"), now)
@@ -159,14 +187,25 @@ def _worker(name: str, raw_hash: dict[Any, Any], executions: set[Any], now: date
     for member in sorted(_text(raw) or "" for raw in executions):
         current = parse_composite_key(member)[0]
         break
+    registered = bool(data) and not data.get("death")
+    bound = lost_after_seconds(data.get(HEARTBEAT_INTERVAL_FIELD))
+    lost = registered and (heartbeat_age is None or heartbeat_age > bound)
+    if not registered:
+        state = "gone"
+    elif lost:
+        state = "lost"
+    else:
+        state = data.get("state") or "?"
     return WorkerStats(
         name=name,
-        state=data.get("state") or ("gone" if not data else "?"),
+        state=state,
         current_job=current,
         last_heartbeat=heartbeat,
         heartbeat_age=heartbeat_age,
         queues=tuple(filter(None, (data.get("queues") or "").split(","))),
-        alive=bool(data) and not data.get("death"),
+        alive=registered and not lost,
+        lost=lost,
+        lost_after=bound,
     )
 
 

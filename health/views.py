@@ -2,7 +2,8 @@
 
 - ``/health`` and ``/health/ready``: 200 when the database and Redis
   (counters and queue) answer, 503 otherwise; within about a second even when
-  either hangs.
+  either hangs. ``"status": "degraded"`` (still 200: restarting the web tier
+  does not bring a worker back) while jobs wait and no worker is alive.
 - ``/health/live``: the process answers; no dependency is touched.
 - ``/admin/health/redis``: the same plus each Redis role's facts (how it is
   reached, the server's version, memory, clients...), for a staff session or
@@ -33,6 +34,7 @@ from health.checks import (
     QueueCheck,
     QueueServerCheck,
     RedisServerCheck,
+    WorkersCheck,
     role_facts,
     run_checks,
 )
@@ -48,22 +50,45 @@ def _status(results: dict[str, dict[str, Any]]) -> str:
 
 def _public_report() -> tuple[dict[str, Any], int]:
     # The database probe starts first and runs while Redis is checked.
-    results = run_checks([DatabaseCheck(), CounterBackendCheck(), QueueCheck()])
-    status = _status(results)
+    checks: list[Check] = [DatabaseCheck(), CounterBackendCheck(), QueueCheck()]
+    if not settings.DEMO_MODE:  # DEMO_MODE runs jobs on a thread of the web process
+        checks.append(WorkersCheck())
+    results = run_checks(checks)
+    required = {name: results[name] for name in ("database", "counter_backend", "queue_service")}
+    status = _status(required)
+    database = _without_error(results["database"])
+    queue = _without_error(results["queue_service"])
+    warnings = []
+    workers = results.get("workers")
+    if workers is not None and workers["status"] == "connected":
+        waiting = max(database.pop("jobs_waiting", None) or 0, workers["rq_queued"])
+        queue.update(jobs_waiting=waiting, live_workers=workers["live"], lost_workers=workers["lost"])
+        if waiting and not workers["live"]:
+            lost = f" ({workers['lost']} lost: no heartbeat within its bound)" if workers["lost"] else ""
+            warnings.append(
+                {
+                    "code": "no_live_worker",
+                    "message": f"{waiting} job(s) wait and no worker is alive{lost}.",
+                }
+            )
+            if status == "healthy":
+                status = "degraded"
+    database.pop("jobs_waiting", None)
     body: dict[str, Any] = {
         "status": status,
         "version": project.__version__,
         "environment": settings.ENVIRONMENT,
-        "database": _without_error(results["database"]),
+        "database": database,
         "redis": _without_error(results["counter_backend"]),
-        "queue": _without_error(results["queue_service"]),
+        "queue": queue,
+        "warnings": warnings,
     }
     if not settings.DEMO_MODE:
         # The topology only: addresses are for the authenticated report.
         body["redis"]["topology"] = role_facts("counters")["topology"]
-        queue = role_facts("queue")
-        body["queue"].update(topology=queue["topology"], shared_with_counters=queue["shared_with_counters"])
-    return body, 200 if status == "healthy" else 503
+        facts = role_facts("queue")
+        body["queue"].update(topology=facts["topology"], shared_with_counters=facts["shared_with_counters"])
+    return body, 503 if status == "unhealthy" else 200
 
 
 def _without_error(result: dict[str, Any]) -> dict[str, Any]:

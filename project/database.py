@@ -27,6 +27,7 @@ from collections.abc import Callable
 from django.db import connections
 
 from project.errors import ServiceUnavailable
+from project.metrics import count_database_error
 
 log = logging.getLogger("tollgate.database")
 
@@ -173,6 +174,7 @@ def database_unavailable(exc: BaseException) -> ServiceUnavailable:
     """The 503 for an answer the database could not give, reported to the
     outage (which logs once per outage, not once per answer)."""
     outage.failed(exc)
+    count_database_error()
     return ServiceUnavailable("The database did not answer in time; retry shortly.", retry_after=2)
 
 

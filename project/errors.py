@@ -104,6 +104,7 @@ def error_response(
         body["request_id"] = request_id
     body["doc_url"] = doc_url(code)
     response = HttpResponse(orjson.dumps({"error": body}), status=status, content_type="application/json")
+    response.error_code = code  # type: ignore[attr-defined]  # read by project.request_observer
     for name, value in (headers or {}).items():
         response[name] = value
     if deliberate:

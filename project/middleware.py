@@ -12,8 +12,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from health import views as health_views
+from health.metrics import metrics_view
 from project.database import database_unavailable
 from project.errors import ApiError, ServiceUnavailable
+from project.metrics import count_redis_error
 
 log = logging.getLogger("tollgate.api")
 
@@ -40,6 +42,7 @@ class ApiErrorMiddleware:
             return exception.response()
         if isinstance(exception, (RedisConnectionError, RedisTimeoutError)):
             log.warning("Redis unavailable while serving %s: %s", request.path, exception)
+            count_redis_error("api")
             return ServiceUnavailable("Redis did not answer; retry shortly.").response()
         if isinstance(exception, (OperationalError, InterfaceError)):
             return database_unavailable(exception).response()
@@ -50,7 +53,9 @@ class HealthProbeMiddleware:
     """Serves ``GET /health``, ``/health/ready`` and ``/health/live`` before
     any other middleware, so that no ``ALLOWED_HOSTS`` check refuses a
     platform's probe (Render's and Kubernetes' may send an internal address;
-    a custom domain must not break them). The answers reveal no addresses."""
+    a custom domain must not break them). The answers reveal no addresses.
+    ``GET /metrics`` too: a scraper may use an internal address as well, and
+    ``METRICS_TOKEN`` guards it."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -58,6 +63,8 @@ class HealthProbeMiddleware:
             "/health": health_views.health,
             "/health/ready": health_views.health,
             "/health/live": health_views.live,
+            # Scrapers use internal addresses too; the token guards it.
+            "/metrics": metrics_view,
         }
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

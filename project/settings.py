@@ -149,6 +149,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # X-Request-ID on every answer, in the request's log lines and error bodies.
     "project.request_id.RequestIdMiddleware",
+    # Next: metrics and the request log line (with its id) see every answer and its time.
+    "project.request_observer.RequestObserverMiddleware",
     # Answers the platform's health checks whatever Host they send (a probe
     # may use an internal address that ALLOWED_HOSTS does not list).
     "project.middleware.HealthProbeMiddleware",
@@ -240,6 +242,25 @@ RQ = {
     "WORKER_CLASS": "validation.worker.ValidationWorker",
 }
 RQ_SHOW_ADMIN_LINK = False
+
+# --- Operations: worker liveness, metrics, logs, error tracking -------------
+# Every worker heartbeats this often (idle or busy) and writes the interval
+# into its registration; one silent for WORKER_LOST_AFTER heartbeats is shown
+# as lost (health.rq_stats), and /health turns "degraded" while jobs wait with
+# no live worker.
+WORKER_HEARTBEAT_SECONDS = _env_number("WORKER_HEARTBEAT_SECONDS", 5, int)
+WORKER_LOST_AFTER = _env_number("WORKER_LOST_AFTER", 3)
+# /metrics (Prometheus text) needs this as a bearer token; unset, metrics are
+# off: nothing is recorded and /metrics answers 404 (project.metrics).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
+# text (readable, the default) or json (one object per line); both redacted.
+LOG_FORMAT = _env_choice("LOG_FORMAT", ("text", "json"))
+# One line per request (tollgate.request: route, status, duration, account);
+# on by default with JSON logs, which log shippers index.
+LOG_REQUESTS = _env_bool("LOG_REQUESTS", default=LOG_FORMAT == "json")
+# Optional error tracking: unset, sentry-sdk is never initialised.
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "").strip()
+SENTRY_TRACES_SAMPLE_RATE = _env_number("SENTRY_TRACES_SAMPLE_RATE", 0)
 
 # --- Validation (schemas, sync validation, batch jobs) --------------------
 # Recovery of jobs whose RQ entry vanished (validation.recovery): a running
@@ -386,11 +407,12 @@ LOGGING = {
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s"},
+        "json": {"()": "project.log_format.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
             "filters": ["request_id", "redact"],
         },
         "mail_admins": {

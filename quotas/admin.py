@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from quotas.backends import get_backend
 from quotas.history import BillingRow, month_start, parse_month, usage_export, usage_history
+from quotas.ledger import account_usage as ledger_usage
 from quotas.models import Account, ApiKey, Plan
 from quotas.services import api_key_issue, api_key_revoke
 
@@ -151,16 +152,28 @@ class AccountAdmin(admin.ModelAdmin):
         except (RedisError, OSError):
             usage = {}
             messages.warning(request, "Redis is unreachable: usage is not shown.")
+        # A window the plan has no quota on is not counted in Redis: the
+        # ledger (flushed by the worker about every second) has its units.
+        today = dt.datetime.now(tz=dt.UTC).date()
+        ids = [account.pk for account in accounts]
+        ledger = {
+            "day": ledger_usage(account_ids=ids, since=today, until=today),
+            "month": ledger_usage(account_ids=ids, since=month_start(today), until=today),
+        }
         for account in accounts:
             account._usage = usage.get(account.pk)  # type: ignore[attr-defined]
+            account._ledger = {window: units.get(account.pk, 0) for window, units in ledger.items()}  # type: ignore[attr-defined]
         return changelist
 
     def _usage(self, account: Account, window: str) -> str:
-        used = (getattr(account, "_usage", None) or {}).get(window)
-        if used is None:
-            return "-"
         quota = _quota_of(account.plan, window)
-        return f"{used} / {quota}" if quota else str(used)
+        if not quota:
+            # The limiter counts a window only for a plan with a quota on it
+            # (Redis would say a false 0): the ledger's figure instead.
+            units = (getattr(account, "_ledger", None) or {}).get(window)
+            return "-" if units is None else f"{units} (ledger, no quota)"
+        used = (getattr(account, "_usage", None) or {}).get(window)
+        return "-" if used is None else f"{used} / {quota}"
 
     @admin.display(description="used today (UTC)")
     def usage_today(self, account: Account) -> str:

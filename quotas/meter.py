@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 
 from project.errors import ServiceUnavailable
+from project.metrics import recorder
 from quotas.authentication import KeyRecords
 from quotas.backends import get_backend
 from quotas.contract import ONE, PEEK, Backend, Charge, StaleGeneration
@@ -99,7 +100,10 @@ class Meter:
                 else:
                     charge = ONE if requests == 1 and units == 1 else Charge(requests, units)
                 try:
+                    started = time.perf_counter()
                     decision = self.backend().charge(record.subject, charge, now_ms)
+                    if recorder.on:
+                        recorder.limiter_round_trip(time.perf_counter() - started)
                 except StaleGeneration:
                     fresh = self.records.reload(record.prefix)
                     if fresh is None:

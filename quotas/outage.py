@@ -19,6 +19,7 @@ from collections.abc import Callable
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from project.metrics import count_redis_error
 from quotas.exceptions import LimiterUnavailable
 
 log = logging.getLogger("tollgate.quotas")
@@ -56,6 +57,7 @@ class Outage:
         """Redis just failed: open the breaker and log why (the exception's
         type only: its text may hold an address)."""
         self.open_until = self.clock() + self.seconds
+        count_redis_error("limiter")
         log.warning("Redis unavailable for rate limiting: %s", type(exc).__name__)
 
     def fail_mode(self) -> None:

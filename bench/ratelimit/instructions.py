@@ -12,7 +12,11 @@ start-up and warm-up cancelled out. Cases:
 - ``tollgate, leases off``: with it, one ``EVALSHA`` per request;
 - ``tollgate, Redis reply canned``: the same with the round trip replaced by
   the reply it gave (Tollgate's own Python alone);
-- ``tollgate, leases on``: one hot key, leases on.
+- ``tollgate, leases on``: one hot key, leases on;
+- ``..., metrics on``: the two above with ``METRICS_TOKEN`` set and
+  prometheus_client's multiprocess files (``PROMETHEUS_MULTIPROC_DIR``), as
+  gunicorn serves them: what recording each request costs, against what
+  metering it costs.
 
 ``--root`` measures another checkout of the project (e.g. a worktree of an
 older commit, to compare before and after with the same method); the cases
@@ -44,6 +48,8 @@ CASES = {
     "tollgate, leases off": "off",
     "tollgate, Redis reply canned": "canned",
     "tollgate, leases on": "leases",
+    "tollgate, leases off, metrics on": "off+metrics",
+    "tollgate, leases on, metrics on": "leases+metrics",
 }
 WARM = 300
 
@@ -53,7 +59,7 @@ WARM = 300
 # measure an older commit the same way.
 _CHILD = r"""
 import io, os, sys, time
-case, n, key = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+case, n, key = sys.argv[1].partition("+")[0], int(sys.argv[2]), sys.argv[3]
 import django
 django.setup()
 from django.conf import settings
@@ -113,17 +119,23 @@ def _instructions(valgrind: str, root: Path, env: dict[str, str], case: str, req
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
         script.write(_CHILD % {"warm": WARM})
     cachegrind = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    env = {**env, "PYTHONPATH": str(root)}
+    if case.endswith("+metrics"):
+        metrics = tempfile.mkdtemp(prefix="tollgate-metrics-")
+        env.update(METRICS_TOKEN="bench", PROMETHEUS_MULTIPROC_DIR=metrics)
     try:
         result = subprocess.run(
             [*cachegrind, sys.executable, script.name, case, str(requests), key],
             cwd=root,
-            env={**env, "PYTHONPATH": str(root)},
+            env=env,
             capture_output=True,
             text=True,
             timeout=1800,
         )
     finally:
         os.unlink(script.name)
+        if case.endswith("+metrics"):
+            shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     if result.returncode == 3:
         return None
     found = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
@@ -136,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to measure (this one)")
     parser.add_argument("--requests", type=int, default=1000, help="requests the second run adds (1000)")
+    parser.add_argument("--cases", help="labels of the cases to run, separated by ';' (all)")
     args = parser.parse_args(argv)
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -146,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         key = str(seed_database(env, many=0)["throughput_key"])
         env.update(REDIS_URL=redis.url, DJANGO_SETTINGS_MODULE="bench.ratelimit.settings")
         results: dict[str, int] = {}
+        wanted = {label.strip() for label in args.cases.split(";")} if args.cases else set(CASES)
         for label, case in CASES.items():
+            if label not in wanted:
+                continue
             short = _instructions(valgrind, args.root, env, case, 200, key)
             if short is None:
                 continue
@@ -162,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         for label in ("tollgate, leases off", "tollgate, Redis reply canned", "tollgate, leases on"):
             if label in results:
                 print(f"  {label}: {results[label] - base:+,d} over unmetered")
+        metering = results.get("tollgate, leases off", base) - base
+        for leases in ("off", "on"):
+            on, off = results.get(f"tollgate, leases {leases}, metrics on"), results.get(f"tollgate, leases {leases}")
+            if on is not None and off is not None and metering > 0:
+                print(
+                    f"  metrics on, leases {leases}: {on - off:+,d} over metrics off = "
+                    f"{(on - off) / metering:.1%} of the metering cost (leases off over unmetered)"
+                )
     print(json.dumps({"root": str(args.root), "per_request": results}))
     return 0
 

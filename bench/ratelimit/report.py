@@ -8,7 +8,10 @@ from collections.abc import Mapping
 
 from bench.ratelimit.results import BASELINE, HOT, MANY, LoadRun, Run, VariantRun, median
 
-TOLLGATE, NO_LEASE, BEFORE = "tollgate", "tollgate-no-lease", "tollgate-before"
+TOLLGATE, NO_LEASE, BEFORE, METRICS = "tollgate", "tollgate-no-lease", "tollgate-before", "tollgate-metrics"
+# What /metrics may add per request (app + Redis CPU), as a share of what one
+# metering round trip adds (leases off: the metering cost proper).
+TARGET_METRICS_SHARE = 0.10
 PEERS = ("django-ratelimit", "limits", "drf")
 TARGET_HOT_RATIO = 0.90
 TARGET_HOT_ROUND_TRIPS = 0.1
@@ -196,6 +199,34 @@ def targets(run: Run) -> list[str]:
     return lines
 
 
+def metrics_cost(run: Run) -> list[str]:
+    """Metrics on (tollgate-metrics) against off (tollgate), both with leases,
+    in the same run: what recording every request adds, against what
+    metering adds."""
+    lines = []
+    for load in run.loads.values():
+        if not {TOLLGATE, METRICS} <= load.variants.keys():
+            continue
+        if not lines:
+            lines.append("Metrics (METRICS_TOKEN set, prometheus_client multiprocess files) against off, same run:")
+        on, off = load.added_cpu_us(METRICS), load.added_cpu_us(TOLLGATE)
+        added = on - off
+        ratio = median(load.ratios(METRICS)) / median(load.ratios(TOLLGATE))
+        line = (
+            f"  {load.load} load: metrics add {added:+.1f} us CPU per request (app + Redis; metering with leases adds "
+            f"{off:+.1f} us); throughput with metrics / without {ratio:.3f}"
+        )
+        if NO_LEASE in load.variants:
+            metering = load.added_cpu_us(NO_LEASE)
+            share = added / metering if metering > 0 else float("nan")
+            line += (
+                f"; {share:.0%} of one metering round trip ({metering:+.0f} us, leases off), target <= "
+                f"{TARGET_METRICS_SHARE:.0%}   {_verdict(share <= TARGET_METRICS_SHARE)}"
+            )
+        lines.append(line)
+    return lines
+
+
 def ledger(run: Run) -> list[str]:
     """The usage ledger's cost on the request path: Tollgate (leases on)
     against ``--before`` (a checkout without the ledger), same run, per load."""
@@ -302,6 +333,7 @@ def render(run: Run) -> str:
             "out of the concurrent burst on a fresh key limited to 100/hour.",
         ],
         targets(run),
+        metrics_cost(run),
         ledger(run),
         command_mix(run),
         cross_check(run),

@@ -25,7 +25,10 @@ from tests.redis_server import RedisServer, free_port
 ROOT = Path(__file__).resolve().parents[2]
 # Besides tests.processes' own list: variables of the caller's environment
 # that would change what is measured.
-_SCRUBBED = ("DATABASE_URL", "WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "GUNICORN_ACCESS_LOG", "RATELIMIT_LEASES")
+_SCRUBBED = (
+    *("DATABASE_URL", "WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "GUNICORN_ACCESS_LOG", "RATELIMIT_LEASES"),
+    *("METRICS_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "LOG_FORMAT", "LOG_REQUESTS", "SENTRY_DSN"),
+)
 TOLLGATE_SETTINGS = "bench.ratelimit.settings"
 UNMETERED_SETTINGS = "bench.ratelimit.settings_unmetered"
 
@@ -49,6 +52,9 @@ VARIANTS = (
     Variant("unmetered", UNMETERED_SETTINGS, "/api/v1/ping", None),
     Variant("tollgate", TOLLGATE_SETTINGS, "/api/v1/ping", "/api/v1/ping"),
     Variant("tollgate-no-lease", TOLLGATE_SETTINGS, "/api/v1/ping", "/api/v1/ping", (("RATELIMIT_LEASES", "false"),)),
+    # The same as tollgate, with /metrics on: every request recorded in
+    # prometheus_client's multiprocess files (a directory of its own).
+    Variant("tollgate-metrics", TOLLGATE_SETTINGS, "/api/v1/ping", "/api/v1/ping", (("METRICS_TOKEN", "bench"),)),
     Variant("django-ratelimit", UNMETERED_SETTINGS, "/bench/django-ratelimit/ping", "/bench/django-ratelimit/burst"),
     Variant("limits", UNMETERED_SETTINGS, "/bench/limits/ping", "/bench/limits/burst"),
     Variant("drf", UNMETERED_SETTINGS, "/bench/drf/ping", "/bench/drf/burst"),
@@ -117,6 +123,11 @@ class Server:
             "PYTHONPATH": str(root),
             **dict(self.variant.env),
         }
+        if env.get("METRICS_TOKEN"):
+            # What project.serve does for the Procfile's web process.
+            metrics = self.log_path.parent / f"metrics-{self.variant.name}"
+            metrics.mkdir(exist_ok=True)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
         command = [
             sys.executable,
             "-m",

@@ -30,9 +30,13 @@ def test_health__healthy(client: Client, redis_server: RedisServer) -> None:
             "status": "connected",
             "backend": "redis",
             "queue_depth": 0,
+            "jobs_waiting": 0,
+            "live_workers": 0,
+            "lost_workers": 0,
             "topology": "url",
             "shared_with_counters": True,
         },
+        "warnings": [],
     }
 
 

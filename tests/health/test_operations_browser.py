@@ -118,3 +118,46 @@ def test_operations_page_in_chromium(own_redis: RedisServer, tmp_path: Path) -> 
     failed.refresh_from_db()
     assert failed.status == "queued"
     print(f"screenshots: {SCREENSHOTS}")
+
+
+def test_a_killed_worker_turns_lost_and_raises_the_banner_in_chromium(own_redis: RedisServer, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from tests.validation.stack import FAST_RECOVERY, worker
+
+    User.objects.create_superuser("ops", "ops@example.com", PASSWORD)
+    env = service_env(
+        REDIS_URL=own_redis.url,
+        DATABASE_URL=database_url(),
+        SESSION_COOKIE_SECURE="false",
+        OPERATIONS_REFRESH_SECONDS="1",
+        WORKER_HEARTBEAT_SECONDS="1",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        **FAST_RECOVERY,
+    )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with (
+        gunicorn(env, workers=2) as base,
+        worker(env) as process,
+        chromium(tmp_path / "chromium-profile") as browser,
+    ):
+        page = browser.new_page()
+        page.goto(f"{base}/admin/login/?next=/admin/health/operations/")
+        page.fill("#id_username", "ops")
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        expect(page.locator("h1")).to_have_text("Operations")
+        state = page.locator("#ops-workers .ops-worker .ops-worker-state")
+        expect(state).to_have_text("idle", timeout=WAIT_MS)
+        expect(page.locator("#ops-worker-banner")).to_have_count(0)
+        page.evaluate("window.__sameDocument = true")
+
+        process.kill()  # SIGKILL: rq itself would keep it "idle" for 8 minutes
+        Queue("validation", connection=own_redis.client()).enqueue("tests.health.rq_jobs.succeed")
+        expect(state).to_have_text("lost", timeout=WAIT_MS)
+        banner = page.locator("#ops-worker-banner")
+        expect(banner).to_contain_text("No worker is alive while 1 job waits", timeout=WAIT_MS)
+        expect(banner).to_contain_text("1 worker lost: no heartbeat for longer than 3 s")
+        expect(page.locator("#ops-workers .ops-worker")).to_have_class("ops-worker ops-dead")
+        assert page.evaluate("window.__sameDocument") is True
+        page.screenshot(path=str(SCREENSHOTS / "worker-lost.png"), full_page=True)

@@ -287,3 +287,28 @@ def test_demo_mode_banner(admin_client: Client) -> None:
     assert "DEMO_MODE" in html and 'id="ops-demo-banner"' in html
     assert "Redis unreachable" not in html
     assert data["demo_mode"] is True and data["redis_unreachable"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_waiting_jobs_come_from_the_job_table_and_rq_is_labelled(
+    admin_client: Client, redis_server: RedisServer, tmp_path: object
+) -> None:
+    # A job queued in the table whose RQ entry was lost (a Redis restart):
+    # the page counts it from the row; RQ's own figure stays beside it, labelled.
+    from django.test.utils import override_settings
+
+    from tests.health.jobs import failed_validation_job
+    from validation.failed_jobs import failed_job_retry
+
+    with override_settings(MEDIA_ROOT=tmp_path):
+        job = failed_validation_job()
+        failed_job_retry(job_id=str(job.pk))
+    rq_queue(redis_server).empty()
+    data = admin_client.get(DATA).json()
+    assert data["jobs"]["counts"]["queued"] == 1 and data["jobs_waiting"] == 1
+    assert data["queues"][0]["queued"] == 0
+    assert data["no_worker_while_jobs_wait"] is True
+    html = admin_client.get(PAGE).content.decode()
+    assert '<td class="ops-waiting">1</td>' in html and '<td class="ops-jobs-queued">1</td>' in html
+    assert "from the job table (the truth)" in html and "RQ's own registries" in html
+    assert "No worker is alive while 1 job waits" in html

@@ -71,3 +71,19 @@ def test_account_list_renders_with_redis_down(admin_client: Client, own_redis: R
 def test_plan_admin_lists_plans(admin_client: Client) -> None:
     issue_key(rate_limits="7/s")
     assert b"7/s" in admin_client.get("/admin/quotas/plan/").content
+
+
+def test_account_list_never_shows_a_false_zero_for_a_window_without_quota(admin_client: Client, client: Client) -> None:
+    # A plan with a daily quota only: the limiter counts no month in Redis,
+    # so the list shows the ledger's month instead of "0" beside a busy day.
+    from quotas.backends import get_backend
+    from quotas.flusher import Flusher
+
+    issued = issue_key(rate_limits="100/s", quotas="50/day")
+    for _ in range(3):
+        client.get("/api/v1/ping", **bearer(issued.key))
+    Flusher(backend=get_backend).flush()  # what the worker's flusher does every second
+    page = admin_client.get("/admin/quotas/account/").content.decode()
+    assert "3 / 50" in page
+    assert "3 (ledger, no quota)" in page
+    assert '<td class="field-usage_this_month">0</td>' not in page
