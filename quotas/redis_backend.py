@@ -415,20 +415,34 @@ class RedisBackend:
 
     def epoch(self, fresh: str) -> tuple[str, str]:
         """The token that names this life of the Redis data, set to ``fresh``
-        if there is none (a new or emptied Redis), and the server's run id
-        (on a Cluster, a digest of its primaries' run ids: any of them
-        restarting changes it)."""
-        client = self.client()
+        if there is none (a new or emptied Redis), and the server's run id.
+
+        On a Cluster, every primary keeps a token of its own (a key in one of
+        its slots, :meth:`ClusterCounters.key_per_primary`) and the token
+        returned is a digest of them all: a primary that lost its data alone
+        changes it. The run id is a digest of the primaries' run ids."""
+        cluster = self.cluster
         key = f"{_key_prefix()}epoch"
+        if cluster is None:
+            client = self.client()
+            with as_redis_errors():
+                client.set(key, fresh, nx=True, px=HASH_TTL_MS)
+                token = client.get(key)
+                client.pexpire(key, HASH_TTL_MS)
+                run_id = str(client.info("server").get("run_id", ""))
+            return _text(token), run_id
+        tokens, run_ids = [], []
         with as_redis_errors():
-            client.set(key, fresh, nx=True, px=HASH_TTL_MS)
-            token = client.get(key)
-            client.pexpire(key, HASH_TTL_MS)
-            run_ids = sorted(str(primary.info("server").get("run_id", "")) for primary in self._primaries())
-        if len(run_ids) == 1:
-            return _text(token), run_ids[0]
-        # A Cluster: one digest of them all, 40 hex digits like a run id (CounterEpoch.run_id).
-        return _text(token), hashlib.blake2b(",".join(run_ids).encode(), digest_size=20).hexdigest()
+            for primary, node_key in cluster.key_per_primary(key):
+                pipe = primary.pipeline(transaction=False)
+                pipe.set(node_key, fresh, nx=True, px=HASH_TTL_MS)
+                pipe.get(node_key)
+                pipe.pexpire(node_key, HASH_TTL_MS)
+                tokens.append(f"{node_key}={_text(pipe.execute()[1])}")
+                run_ids.append(str(primary.info("server").get("run_id", "")))
+        # Digests that fit CounterEpoch's columns (32 and 40 hex digits).
+        token = hashlib.blake2b(",".join(sorted(tokens)).encode(), digest_size=16).hexdigest()
+        return token, hashlib.blake2b(",".join(sorted(run_ids)).encode(), digest_size=20).hexdigest()
 
     def durability(self) -> dict[str, Any]:
         """What Redis keeps through a restart and under memory pressure:

@@ -131,6 +131,21 @@ def test_a_primary_restarted_with_its_data_is_not_a_loss(on_cluster: ClusterTopo
     assert flusher.flush().lost is False and CounterEpoch.objects.count() == 1
 
 
+def test_a_primary_that_lost_its_data_alone_is_noticed(on_cluster: ClusterTopology) -> None:
+    """Each primary keeps an epoch token of its own (a key in its slots):
+    whichever node comes back empty, the loss is recorded once."""
+    flusher = Flusher(backend=get_backend)
+    assert flusher.flush().lost is False
+    for server in on_cluster.servers:
+        names = [name.decode() for name in server.client().keys("tg:epoch*")]
+        assert len(names) == 1 and names[0].startswith("tg:epoch{e"), names
+    for lost, server in enumerate(on_cluster.servers, start=1):
+        server.client().flushall()  # this test's own node
+        assert flusher.flush().lost is True
+        assert flusher.flush().lost is False
+        assert CounterEpoch.objects.filter(lost=True).count() == lost
+
+
 def deploy_warnings() -> set[str]:
     return {message.id for message in run_checks(include_deployment_checks=True) if message.id.startswith("quotas.")}
 
