@@ -9,6 +9,7 @@ commands, pipelined per node: no cross-slot command ever)."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -113,8 +114,10 @@ def test_every_key_of_an_account_is_its_one_hash_in_one_slot(on_cluster: Cluster
     for server in on_cluster.servers:
         names = [name.decode() for name in server.client().keys()]
         assert names, "every master holds an account"
-        # One hash per account and nothing else: the hash tag is the account.
-        assert all(name.startswith("tg:{a") and name.endswith("}") for name in names), names
+        # The account's hash and its usage not yet in the ledger, nothing
+        # else: the hash tag is the account, so both are in its slot.
+        assert all(re.fullmatch(r"tg:\{a\d+\}(:u)?", name) for name in names), names
+        assert {node_of(on_cluster, int(re.search(r"\d+", name)[0])) for name in names} == {server.port}  # type: ignore[index]
 
 
 @pytest.mark.e2e
