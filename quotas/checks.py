@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
 
-from project.redis import url_problem
+from project.redis import counters_role
 from quotas.backends import get_backend
 from quotas.outage import REDIS_DOWN
 
@@ -26,7 +26,9 @@ W002 = "Redis may evict keys under memory pressure (maxmemory-policy is {policy!
 
 @register(Tags.caches, deploy=True)
 def check_redis_durability(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
-    if settings.DEMO_MODE or not settings.REDIS_URL or url_problem(settings.REDIS_URL):
+    # REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES; a missing or
+    # malformed one is project.E001/E002's concern.
+    if settings.DEMO_MODE or counters_role(settings).problem:
         return []
     backend = get_backend()
     durability = getattr(backend, "durability", None)

@@ -131,6 +131,27 @@ class ClusterCounters:
                 groups.setdefault(node.name, (redis_node, []))[1].append(index)
         return list(groups.values())
 
+    def key_per_primary(self, base: str) -> list[tuple[Redis, str]]:
+        """A key for each primary that serves slots, with a client of that
+        primary: ``base`` and the first hash tag ``{e<n>}`` whose slot the
+        primary owns (the same keys for as long as the slot map stays; a
+        failover keeps them, a resharding may move one)."""
+        client = self.client
+        with as_redis_errors():
+            primaries = {node.name: node for node in client.get_primaries()}
+            found: dict[str, str] = {}
+            for n in range(4 * 16384):  # a primary owning one slot is found in ~16384 tries
+                if len(found) == len(primaries):
+                    break
+                key = f"{base}{{e{n}}}"
+                node = client.nodes_manager.get_node_from_slot(key_slot(key.encode()))
+                found.setdefault(node.name, key)
+            return [
+                (node.redis_connection or client.get_redis_connection(node), found[name])
+                for name, node in sorted(primaries.items())
+                if name in found
+            ]
+
     def failed(self) -> None:
         """A node did not answer: read the slot map again before the next
         call (a replica may have taken over its slots)."""

@@ -22,6 +22,7 @@ slot instead (``quotas.cluster``).
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -414,37 +415,59 @@ class RedisBackend:
 
     def epoch(self, fresh: str) -> tuple[str, str]:
         """The token that names this life of the Redis data, set to ``fresh``
-        if there is none (a new or emptied Redis), and the server's run id
-        (on a Cluster, its primaries' run ids: any of them restarting
-        changes it)."""
-        client = self.client()
+        if there is none (a new or emptied Redis), and the server's run id.
+
+        On a Cluster, every primary keeps a token of its own (a key in one of
+        its slots, :meth:`ClusterCounters.key_per_primary`) and the token
+        returned is a digest of them all: a primary that lost its data alone
+        changes it. The run id is a digest of the primaries' run ids."""
+        cluster = self.cluster
         key = f"{_key_prefix()}epoch"
+        if cluster is None:
+            client = self.client()
+            with as_redis_errors():
+                client.set(key, fresh, nx=True, px=HASH_TTL_MS)
+                token = client.get(key)
+                client.pexpire(key, HASH_TTL_MS)
+                run_id = str(client.info("server").get("run_id", ""))
+            return _text(token), run_id
+        tokens, run_ids = [], []
         with as_redis_errors():
-            client.set(key, fresh, nx=True, px=HASH_TTL_MS)
-            token = client.get(key)
-            client.pexpire(key, HASH_TTL_MS)
-            run_ids = sorted(str(primary.info("server").get("run_id", "")) for primary in self._primaries())
-        return _text(token), ",".join(run_ids)
+            for primary, node_key in cluster.key_per_primary(key):
+                pipe = primary.pipeline(transaction=False)
+                pipe.set(node_key, fresh, nx=True, px=HASH_TTL_MS)
+                pipe.get(node_key)
+                pipe.pexpire(node_key, HASH_TTL_MS)
+                tokens.append(f"{node_key}={_text(pipe.execute()[1])}")
+                run_ids.append(str(primary.info("server").get("run_id", "")))
+        # Digests that fit CounterEpoch's columns (32 and 40 hex digits).
+        token = hashlib.blake2b(",".join(sorted(tokens)).encode(), digest_size=16).hexdigest()
+        return token, hashlib.blake2b(",".join(sorted(run_ids)).encode(), digest_size=20).hexdigest()
 
     def durability(self) -> dict[str, Any]:
-        """What Redis keeps through a restart and under memory pressure (on
-        a Cluster, what every primary keeps): ``aof`` and ``rdb`` (None:
-        unknown, CONFIG is disabled on many managed services) and
-        ``maxmemory_policy`` (from INFO, always; on a Cluster the first
-        primary's that is not ``noeviction``, if any)."""
-        aof, rdbs, policies = True, list[bool | None](), list[Any]()
+        """What Redis keeps through a restart and under memory pressure:
+        ``aof`` and ``rdb`` (None: unknown, CONFIG is disabled on many
+        managed services) and ``maxmemory_policy`` (from INFO, always).
+        On a Cluster, what its least durable primary keeps: ``aof`` and
+        ``rdb`` both False if any primary keeps nothing on disk, and the
+        first policy that is not ``noeviction``, if any."""
+        nodes, policies = list[tuple[bool, bool | None]](), list[Any]()
         with as_redis_errors():
             for client in self._primaries():
                 info = client.info("persistence") | client.info("memory")
-                aof = aof and bool(info.get("aof_enabled"))
                 try:
-                    rdbs.append(bool(client.config_get("save").get("save")))
+                    rdb: bool | None = bool(client.config_get("save").get("save"))
                 except ResponseError:
-                    rdbs.append(None)
+                    rdb = None
+                nodes.append((bool(info.get("aof_enabled")), rdb))
                 policies.append(info.get("maxmemory_policy"))
-        rdb = None if None in rdbs else all(rdbs)
         policy = next((p for p in policies if p != "noeviction"), policies[0] if policies else None)
-        return {"aof": aof, "rdb": rdb, "maxmemory_policy": policy}
+        if (False, False) in nodes:
+            return {"aof": False, "rdb": False, "maxmemory_policy": policy}
+        # Every primary keeps something (or may): RDB as seen on those without AOF.
+        rdbs = [rdb for aof, rdb in nodes if not aof] or [rdb for _, rdb in nodes]
+        rdb_all = None if None in rdbs else all(rdbs)
+        return {"aof": all(aof for aof, _ in nodes), "rdb": rdb_all, "maxmemory_policy": policy}
 
     def server_info(self) -> dict[str, Any]:
         """Facts about the Redis server (summed over a Cluster's primaries),

@@ -114,9 +114,10 @@ def test_every_key_of_an_account_is_its_one_hash_in_one_slot(on_cluster: Cluster
     for server in on_cluster.servers:
         names = [name.decode() for name in server.client().keys()]
         assert names, "every master holds an account"
-        # An account's hash, its usage not yet in the ledger (":u") and its
-        # drained batches (":b"), and nothing else: the hash tag is the account.
-        assert all(re.fullmatch(r"tg:\{a\d+\}(:[ub])?", name) for name in names), names
+        # The account's hash and its usage not yet in the ledger, nothing
+        # else: the hash tag is the account, so both are in its slot.
+        assert all(re.fullmatch(r"tg:\{a\d+\}(:u)?", name) for name in names), names
+        assert {node_of(on_cluster, int(re.search(r"\d+", name)[0])) for name in names} == {server.port}  # type: ignore[index]
 
 
 @pytest.mark.e2e

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from django.core.checks import run_checks
 from django.test import Client
 from django.test.utils import override_settings
 
@@ -170,3 +171,12 @@ def test_failover_under_traffic_is_followed_without_restart(sentinel: SentinelTo
     assert 0 <= over <= in_flight_at_kill + THREADS
     # The scripts were loaded on the new master when it first answered NOSCRIPT.
     assert all(sentinel.replica.client().script_exists(RedisBackend()._charge.sha))
+
+
+def test_check_deploy_reads_what_the_sentinel_master_keeps(through_sentinel: SentinelTopology) -> None:
+    def warnings() -> set[str]:
+        return {m.id for m in run_checks(include_deployment_checks=True) if m.id.startswith("quotas.")}
+
+    assert warnings() == {"quotas.W001"}  # the test's master keeps nothing on disk
+    through_sentinel.master.client().config_set("appendonly", "yes")
+    assert warnings() == set()
