@@ -125,6 +125,36 @@ def _rq(now: datetime) -> Iterator[Metric]:
     yield workers
 
 
+def _webhooks() -> Iterator[Metric]:
+    from webhooks.models import Delivery, DeliveryStatus
+
+    by_status = GaugeMetricFamily(
+        "tollgate_webhook_deliveries",
+        "Webhook deliveries in the delivery table, by status (failed: given up after WEBHOOK_RETRY_HOURS; "
+        "rows leave after WEBHOOK_DELIVERY_RETENTION_DAYS).",
+        labels=["status"],
+    )
+    counts = dict.fromkeys(DeliveryStatus.values, 0)
+    retrying = 0
+    for row in (
+        Delivery.objects.order_by()
+        .values("status")
+        .annotate(n=Count("pk"), retrying=Count("pk", filter=Q(attempts__gt=0)))
+    ):
+        counts[row["status"]] = row["n"]
+        if row["status"] == DeliveryStatus.PENDING:
+            retrying = row["retrying"]
+    for status, count in counts.items():
+        by_status.add_metric([status], count)
+    yield by_status
+    failing = GaugeMetricFamily(
+        "tollgate_webhook_deliveries_retrying",
+        "Pending webhook deliveries whose last attempt failed (waiting for their next one).",
+    )
+    failing.add_metric([], retrying)
+    yield failing
+
+
 def _quotas(now: float) -> Iterator[Metric]:
     directory = usage.read_directory()
     used = get_backend().usage([account.pk for account in directory.accounts], now=now)
@@ -153,7 +183,10 @@ class StateCollector(Collector):
         up = GaugeMetricFamily(
             "tollgate_scrape_part_up", "Whether a part of this scrape could be read (1) or not (0).", labels=["part"]
         )
-        parts: list[tuple[str, Any]] = [("jobs", lambda: list(_jobs(moment)))]
+        parts: list[tuple[str, Any]] = [
+            ("jobs", lambda: list(_jobs(moment))),
+            ("webhooks", lambda: list(_webhooks())),
+        ]
         if not settings.DEMO_MODE:
             parts += [("rq", lambda: list(_rq(moment))), ("quotas", lambda: list(_quotas(now)))]
         for name, read in parts:

@@ -193,6 +193,26 @@ def test_jobs_are_counted_from_the_job_table(client: Client, settings: Any, tmp_
 
 
 @pytest.mark.django_db
+def test_webhook_deliveries_are_counted_from_their_table(client: Client, settings: Any) -> None:
+    from webhooks.models import Delivery, DeliveryStatus, Endpoint
+
+    settings.METRICS_TOKEN = TOKEN
+    endpoint = Endpoint.objects.create(
+        account=issue_key().api_key.account, url="https://hooks.example.com/t", events=["job.failed"], secret="s"
+    )
+    for status, attempts in [("pending", 0), ("pending", 2), ("pending", 1), ("succeeded", 1), ("failed", 9)]:
+        Delivery.objects.create(endpoint=endpoint, event="job.failed", payload="{}", status=status, attempts=attempts)
+    found = samples(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
+    assert {status: value(found, "tollgate_webhook_deliveries", status=status) for status in DeliveryStatus.values} == {
+        "pending": 3,
+        "succeeded": 1,
+        "failed": 1,
+    }
+    assert value(found, "tollgate_webhook_deliveries_retrying") == 2
+    assert value(found, "tollgate_scrape_part_up", part="webhooks") == 1
+
+
+@pytest.mark.django_db
 def test_no_label_holds_a_key_an_account_or_a_path(client: Client, settings: Any) -> None:
     settings.METRICS_TOKEN = TOKEN
     issued = issue_key()
