@@ -179,7 +179,7 @@ def test_redis_killed_and_paused_mid_traffic(own_redis: RedisServer) -> None:
         time.sleep(0.5)
         own_redis.kill()
         killed_at = time.monotonic()
-        time.sleep(1.0)
+        time.sleep(2.0)
         # Each window ends when its end was asked for: start() returns only
         # once Redis answers, and it may answer a while before that.
         restarting_at = time.monotonic()
@@ -217,4 +217,6 @@ def test_redis_killed_and_paused_mid_traffic(own_redis: RedisServer) -> None:
     assert during_pause and set(during_pause) == {503}
     after = [status for started, status, _, _ in records if started > resumed_at + 2.0]
     assert after and set(after) == {200}
-    assert max(duration for _, _, duration, _ in records) < 1.5
+    # Bounded by the 0.25 s timeouts and the breaker (redis-py alone would
+    # wait a minute); the margin is for two loaded shared cores.
+    assert max(duration for _, _, duration, _ in records) < 3.0
