@@ -4,7 +4,6 @@ tests and the fuzz tests."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 
 from apidocs.document import openapi_document
+from tests.processes import alive  # noqa: F401  (the attack tests take it from here)
 
 
 def fanout_chain(levels: int, *, applicator: str = "anyOf", leaf: Any = None) -> dict[str, Any]:
@@ -106,11 +106,3 @@ def children_of(pid: int) -> set[int]:
         except OSError:
             continue
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").exists() and " Z " not in Path(f"/proc/{pid}/stat").read_text()
