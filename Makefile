@@ -36,11 +36,12 @@ system-programs:
 
 # Two pytest-xdist workers: most tests wait on real servers (gunicorn,
 # redis-server, PostgreSQL), so two overlap well even on two cores. Each
-# worker has its own Redis, SQLite file or PostgreSQL test database.
-# PYTEST_WORKERS=0 runs in one process.
+# worker has its own Redis, SQLite file or PostgreSQL test database. The
+# tests that measure a fault under load share one xdist group, so that they
+# never overlap each other. PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 test: system-programs $(BIN)/.dev-installed
-	@bin/system-deps -- $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	@bin/system-deps -- $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The fuzz tests, longer than in `make test` and from a fresh seed (printed;
 # replay with TOLLGATE_FUZZ_SEED=...).

@@ -25,7 +25,8 @@ from tests.processes import ROOT, gunicorn, service_env
 from tests.redis_server import RedisServer
 from tests.validation.stack import FAST_RECOVERY, Client, wait_for, worker
 
-pytestmark = pytest.mark.e2e
+# Load tests that measure a fault: one at a time (make test: --dist loadgroup).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("fault-under-load")]
 
 # Short timeouts, so that the test is quick; the production defaults are 2 s
 # and 10 s (project.settings).

@@ -37,7 +37,8 @@ from tests.processes import database_url, gunicorn, service_env
 from tests.redis_topology import SentinelTopology
 from tests.test_redis_mandatory import load_wsgi
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Load tests that measure a fault: one at a time (make test: --dist loadgroup).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("fault-under-load")]
 
 THREADS = 6
 QUOTA = 400

@@ -17,7 +17,8 @@ from tests.factories import issue_key
 from tests.processes import database_url, gunicorn, service_env
 from tests.redis_server import RedisServer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+# Load tests that measure a fault: one at a time (make test: --dist loadgroup).
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("fault-under-load")]
 
 WORKERS = 4
 BURST = 600
