@@ -24,12 +24,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 
 from idempotency.exceptions import IdempotencyInProgress, IdempotencyKeyReused
 from idempotency.models import IdempotencyKey
+from project.database import outage
 from project.request_id import current_request_id
 
 log = logging.getLogger("tollgate.idempotency")
@@ -171,9 +172,10 @@ def keys_expire(*, batch: int = 1000) -> int:
 
 def keys_expire_safely() -> int:
     """:func:`keys_expire` for the worker's sweep: a database error is logged
-    (the next sweep tries again), never raised."""
+    once per outage (``project.database``; the next sweep tries again), never
+    raised."""
     try:
         return keys_expire()
-    except Exception:
-        log.exception("Could not delete expired idempotency keys")
+    except DatabaseError as exc:
+        outage.failed(exc)
         return 0

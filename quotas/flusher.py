@@ -146,6 +146,9 @@ class Flusher:
                     failing_since = now
                     log.warning("Ledger flush failed (%s); usage waits in Redis, retrying", type(exc).__name__)
             except Exception:
+                # Anything else is a bug: logged with its traceback (and mailed
+                # to ADMINS), but the thread lives on, since usage keeps
+                # arriving in Redis and waits there for the next pass.
                 log.exception("Ledger flush failed; retrying")
             finally:
                 # This thread's database connection is closed after every

@@ -54,7 +54,7 @@ def params(kind: Any) -> dict[str, Any]:
     """The parameters of an engine error of ``kind`` (a ValidationErrorKind)."""
     try:
         raw = kind.as_dict()
-    except Exception:
+    except (AttributeError, TypeError, ValueError, OverflowError):  # a kind without (convertible) parameters
         return {}
     result: dict[str, Any] = {}
     truncated = False

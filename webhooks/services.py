@@ -27,10 +27,11 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from project.database import outage
 from validation.models import ValidationJob
 from validation.queue import get_queue_service
 from webhooks.addresses import AddressRefused, url_check
@@ -221,12 +222,16 @@ def deliveries_hand_over_safely() -> int:
     """For the worker's sweep: hand over due deliveries
     (:func:`deliveries_hand_over`) and delete old finished ones
     (:func:`deliveries_expire`). Errors are logged, never raised (the next
-    sweep tries again). Returns how many were handed over."""
+    sweep tries again; the database's once per outage, ``project.database``).
+    Returns how many were handed over."""
     try:
         handed = deliveries_hand_over()
         deliveries_expire()
-    except Exception:
-        log.exception("Could not hand over or expire webhook deliveries")
+    except DatabaseError as exc:
+        outage.failed(exc)
+        return 0
+    except (RedisError, OSError) as exc:
+        log.warning("Webhook deliveries not handed over this time: %s", type(exc).__name__)
         return 0
     return handed
 
