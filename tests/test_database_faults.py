@@ -171,7 +171,9 @@ def run_fault(web: tuple[str, Path], cluster: tuple[PostgresServer, str], fault:
             locker.execute("LOCK TABLE validation_schema IN ACCESS EXCLUSIVE MODE")
         else:
             server.pause() if fault == "hang" else server.stop()
-        time.sleep(4)
+        # A hang outlasts two web deadlines (STATEMENT_TIMEOUT + 1 s): with
+        # kept connections, only statements sent early enough in it fail.
+        time.sleep(2 * (STATEMENT_TIMEOUT + 1) + 2 if fault == "hang" else 4)
         ended = time.monotonic()
         if fault == "slow":
             locker.execute("ROLLBACK")
