@@ -3,8 +3,9 @@
 Quota: a job's units are reserved once, at upload, for the records counted
 then (``units_reserved``). Running a job never charges, however often it
 runs. Units come back in two cases, each at most once (``refunded_at`` is
-claimed before Redis is asked, and released again if Redis did not answer,
-so that recovery retries it):
+claimed before Redis is asked, in the same write that finishes the job, so
+that no reader sees a finished job whose refund is still to come; it is
+released again if Redis did not answer, so that recovery retries it):
 
 - the job failed for a server-side reason: every reserved unit;
 - the job was cancelled: the units of the records not processed yet.
@@ -110,8 +111,10 @@ def job_cancel(*, account_id: int, job_id: Any) -> ValidationJob:
         job.status = JobStatus.CANCELLED
         job.finished_at = timezone.now()
         job.refund_units = max(0, job.units_reserved - job.processed) if job.units_reserved else 0
-        job.save(update_fields=["status", "finished_at", "refund_units"])
-    job_refund(job_id=job.pk)
+        job.refunded_at = job.finished_at if job.refund_units else None
+        job.save(update_fields=["status", "finished_at", "refund_units", "refunded_at"])
+    if job.refunded_at:
+        job_refund(job_id=job.pk, claimed_at=job.refunded_at)
     if was_queued:
         upload_discard(job_id=job.pk)
     job_finished_send(job_id=job.pk, status=JobStatus.CANCELLED)
@@ -129,14 +132,17 @@ def job_fail(*, job_id: Any, code: str, message: str, attempt: int | None = None
     job = rows.only("units_reserved").first()
     if job is None:
         return False
+    finished_at = timezone.now()
     updated = rows.update(
         status=JobStatus.FAILED,
         error={"code": code, "message": storable(clip(message, 1024))},
-        finished_at=timezone.now(),
+        finished_at=finished_at,
         refund_units=job.units_reserved,
+        **refund_claim(job.units_reserved, finished_at),
     )
     if updated:
-        job_refund(job_id=job_id)
+        if job.units_reserved:
+            job_refund(job_id=job_id, claimed_at=finished_at)
         job_finished_send(job_id=job_id, status=JobStatus.FAILED)
     return bool(updated)
 
@@ -149,14 +155,29 @@ def job_finished_send(*, job_id: Any, status: str) -> None:
             log.error("A job_finished receiver failed for job %s", job_id, exc_info=result)
 
 
-def job_refund(*, job_id: Any) -> bool:
-    """Give back the job's ``refund_units``, once. False if there is nothing
-    to give back, it was given already, or Redis did not answer (then it is
-    left for recovery to retry)."""
-    claimed_at = timezone.now()
-    pending = ValidationJob.objects.filter(pk=job_id, refunded_at__isnull=True, refund_units__gt=0)
-    job = pending.only("account_id", "refund_units", "reserved_at").first()
-    if job is None or not pending.update(refunded_at=claimed_at):
+def refund_claim(units: int, at: Any) -> dict[str, Any]:
+    """The field that claims a refund of ``units`` in the write that
+    finishes a job (nothing when there is nothing to give back)."""
+    return {"refunded_at": at} if units else {}
+
+
+def job_refund(*, job_id: Any, claimed_at: Any = None) -> bool:
+    """Give back the job's ``refund_units``, once. ``claimed_at``: the
+    caller claimed it already (``refund_claim``) with that time; else it is
+    claimed here. False if there is nothing to give back, it was given
+    already, or Redis did not answer (then it is left for recovery to
+    retry)."""
+    if claimed_at is None:
+        claimed_at = timezone.now()
+        pending = ValidationJob.objects.filter(pk=job_id, refunded_at__isnull=True, refund_units__gt=0)
+        if not pending.update(refunded_at=claimed_at):
+            return False
+    job = (
+        ValidationJob.objects.filter(pk=job_id, refunded_at=claimed_at)
+        .only("account_id", "refund_units", "reserved_at")
+        .first()
+    )
+    if job is None:
         return False
     try:
         get_backend().refund(job.account_id, job.refund_units, at=job.reserved_at)

@@ -57,7 +57,7 @@ from project.storage import STORAGE_ERRORS, describe, discard
 from validation import guard
 from validation.bounds import FIRST_ERRORS, FIRST_ERRORS_BYTES, ErrorBudget, report_cap, storable_error
 from validation.depth import max_depth
-from validation.jobs import job_fail, job_finished_send, job_refund, upload_discard
+from validation.jobs import job_fail, job_finished_send, job_refund, refund_claim, upload_discard
 from validation.models import JobStatus, ValidationJob
 from validation.readers import raw_batches
 from validation.schemas import schema_validator
@@ -303,20 +303,22 @@ class _Run:
         # if they ever did not, the client pays for what was validated.
         reserved = self.job.units_reserved
         overcharge = max(0, reserved - self.processed) if reserved else 0
+        finished_at = timezone.now()
         try:
             self.write(
                 status=JobStatus.SUCCEEDED,
                 report=name,
                 report_truncated=self.report_truncated,
-                finished_at=timezone.now(),
+                finished_at=finished_at,
                 refund_units=overcharge,
+                **refund_claim(overcharge, finished_at),
             )
         except BaseException:
             discard(name)  # nothing will ever point at it
             raise
         if overcharge:
             log.warning("Job %s reserved %s units for %s records", self.job.pk, reserved, self.processed)
-            job_refund(job_id=self.job.pk)
+            job_refund(job_id=self.job.pk, claimed_at=finished_at)
         job_finished_send(job_id=self.job.pk, status=JobStatus.SUCCEEDED)
         log.info(
             "Job %s done: %s records, %s valid, %s invalid (attempt %s)",

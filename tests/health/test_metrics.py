@@ -88,7 +88,16 @@ def test_counts_are_exact_across_gunicorn_workers_and_their_restarts(redis_serve
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/plain")
             found = samples(response.text)
-            done = requests_of(found, **ping_route, status="200") >= 65 and requests_of(found, status="401") >= 3
+            # Each worker writes its own figures: wait for every worker's.
+            done = (
+                requests_of(found, **ping_route, status="200") >= 65
+                and requests_of(found, **ping_route, outcome="rate_limited") >= 2
+                and requests_of(found, **ping_route, outcome="quota_exceeded") >= 2
+                and requests_of(found, **ping_route, status="401") >= 3
+                # and not in the middle of a worker's write.
+                and value(found, "tollgate_http_request_duration_seconds_count", route="api/v1/ping")
+                == requests_of(found, **ping_route)
+            )
             return found if done else None
 
         found = wait_for(scrape, timeout=30, interval=0.5)

@@ -186,6 +186,22 @@ def test_a_bug_fails_the_job_internal_error_and_refunds_it(db: None, media_root:
     assert used(job) == 0
 
 
+@pytest.mark.parametrize("finish", ["failed", "cancelled"])
+def test_the_write_that_finishes_a_job_claims_its_refund(db: None, media_root: Path, finish: str) -> None:
+    # No reader (a client polling the job) ever sees it finished with its
+    # refund still to come: "refunded" is claimed in that same write.
+    job = create()
+    with CaptureQueriesContext(connection) as queries:
+        if finish == "failed":
+            default_storage.delete(job.upload)
+            assert job_run(job_id=job.pk) == "failed"
+        else:
+            job_cancel(account_id=job.account_id, job_id=job.pk)
+    finishing = [q["sql"] for q in queries if q["sql"].startswith("UPDATE") and f"'{finish}'" in q["sql"]]
+    assert len(finishing) == 1 and '"refunded_at"' in finishing[0]
+    assert used(job) == 0
+
+
 def test_a_job_reserved_without_redis_refunds_nothing(db: None, media_root: Path) -> None:
     job = create(reserve=False)
     default_storage.delete(job.upload)
