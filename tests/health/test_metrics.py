@@ -16,37 +16,14 @@ import httpx
 import pytest
 from django.test import Client
 from django.test.utils import override_settings
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import bearer
 from tests.factories import issue_key
 from tests.health.jobs import failed_validation_job
+from tests.metrics_scrape import AUTH, TOKEN, requests_of, samples, value
 from tests.processes import database_url, descendants, gunicorn, service_env
 from tests.redis_server import RedisServer
 from tests.validation.stack import wait_for
-
-TOKEN = "metrics-test-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of a scrape: (name, labels) -> value."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return found
-
-
-def value(found: dict[Any, float], name: str, **labels: str) -> float:
-    return found.get((name, frozenset(labels.items())), 0.0)
-
-
-def requests_of(found: dict[Any, float], **labels: str) -> float:
-    """The sum of tollgate_http_requests_total over the samples matching ``labels``."""
-    wanted = set(labels.items())
-    return sum(v for (name, got), v in found.items() if name == "tollgate_http_requests_total" and wanted <= got)
-
 
 # --- end to end: two gunicorn workers, replaced half-way --------------------
 
