@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from tests.factories import issue_key
-from tests.processes import database_url, gunicorn, service_env
+from tests.processes import gunicorn
 from tests.redis_server import RedisServer
 from tests.validation.data import csv_text, ndjson, orders
-from tests.validation.stack import FAST_RECOVERY, worker
+from tests.validation.stack import stack_env, worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -37,10 +37,7 @@ SCHEMA = {
 
 @pytest.fixture(scope="module")
 def env(django_db_setup: None, django_db_blocker: Any, redis_server: RedisServer, tmp_path_factory: Any) -> dict:
-    with django_db_blocker.unblock():
-        url = database_url()
-    media = tmp_path_factory.mktemp("client-media")
-    return service_env(REDIS_URL=redis_server.url, DATABASE_URL=url, MEDIA_ROOT=str(media), **FAST_RECOVERY)
+    return stack_env(django_db_blocker, redis_server.url, tmp_path_factory.mktemp("client-media"))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.processes import ROOT, stop
+from tests.processes import ROOT, database_url, service_env, stop
 
 # Recovery timings for tests: a dead run is noticed after 1.5 s without a
 # heartbeat, and every worker sweeps four times a second.
@@ -26,6 +26,14 @@ FAST_RECOVERY = {
     "VALIDATION_ENQUEUE_GRACE": "0.5",
     "VALIDATION_PROGRESS_SECONDS": "0.1",
 }
+
+
+def stack_env(django_db_blocker: Any, redis_url: str, media: Path) -> dict[str, str]:
+    """The environment of a test module's web and workers: its Redis, the
+    test database, its own media directory, the fast recovery timings."""
+    with django_db_blocker.unblock():
+        url = database_url()
+    return service_env(REDIS_URL=redis_url, DATABASE_URL=url, MEDIA_ROOT=str(media), **FAST_RECOVERY)
 
 
 class Worker:

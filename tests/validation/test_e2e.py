@@ -17,11 +17,11 @@ import orjson
 import pytest
 
 from tests.factories import issue_key
-from tests.processes import database_url, gunicorn, service_env
+from tests.processes import gunicorn
 from tests.redis_server import RedisServer
 from tests.validation.conftest import ORDER_SCHEMA
 from tests.validation.data import csv_text, ndjson, orders
-from tests.validation.stack import FAST_RECOVERY, Client, kill_pid, wait_for, worker
+from tests.validation.stack import Client, kill_pid, stack_env, wait_for, worker
 from validation.models import ValidationJob
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -39,10 +39,7 @@ def stack_redis() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def env(django_db_setup: None, django_db_blocker: Any, stack_redis: RedisServer, tmp_path_factory: Any) -> dict:
-    with django_db_blocker.unblock():
-        url = database_url()
-    media = tmp_path_factory.mktemp("e2e-media")
-    return service_env(REDIS_URL=stack_redis.url, DATABASE_URL=url, MEDIA_ROOT=str(media), **FAST_RECOVERY)
+    return stack_env(django_db_blocker, stack_redis.url, tmp_path_factory.mktemp("e2e-media"))
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from tests.factories import issue_key
-from tests.processes import database_url, gunicorn, service_env
+from tests.processes import gunicorn
 from tests.redis_server import RedisServer
 from tests.validation.conftest import ORDER_SCHEMA
 from tests.validation.data import ndjson, orders
-from tests.validation.stack import FAST_RECOVERY, Client, wait_for, worker
+from tests.validation.stack import Client, stack_env, wait_for, worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -24,10 +24,7 @@ RECORDS = 400_000
 
 @pytest.fixture(scope="module")
 def env(django_db_setup: None, django_db_blocker: Any, redis_server: RedisServer, tmp_path_factory: Any) -> dict:
-    with django_db_blocker.unblock():
-        url = database_url()
-    media = tmp_path_factory.mktemp("cancel-media")
-    return service_env(REDIS_URL=redis_server.url, DATABASE_URL=url, MEDIA_ROOT=str(media), **FAST_RECOVERY)
+    return stack_env(django_db_blocker, redis_server.url, tmp_path_factory.mktemp("cancel-media"))
 
 
 @pytest.fixture(scope="module")
