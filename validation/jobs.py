@@ -114,7 +114,7 @@ def job_cancel(*, account_id: int, job_id: Any) -> ValidationJob:
         job.refunded_at = job.finished_at if job.refund_units else None
         job.save(update_fields=["status", "finished_at", "refund_units", "refunded_at"])
     if job.refunded_at:
-        job_refund(job_id=job.pk, claimed_at=job.refunded_at)
+        refund_claimed(job, job.refund_units, job.refunded_at)
     if was_queued:
         upload_discard(job_id=job.pk)
     job_finished_send(job_id=job.pk, status=JobStatus.CANCELLED)
@@ -129,7 +129,7 @@ def job_fail(*, job_id: Any, code: str, message: str, attempt: int | None = None
     rows = ValidationJob.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES)
     if attempt is not None:
         rows = rows.filter(status=JobStatus.RUNNING, attempts=attempt)
-    job = rows.only("units_reserved").first()
+    job = rows.only("account_id", "units_reserved", "reserved_at").first()
     if job is None:
         return False
     finished_at = timezone.now()
@@ -142,7 +142,7 @@ def job_fail(*, job_id: Any, code: str, message: str, attempt: int | None = None
     )
     if updated:
         if job.units_reserved:
-            job_refund(job_id=job_id, claimed_at=finished_at)
+            refund_claimed(job, job.units_reserved, finished_at)
         job_finished_send(job_id=job_id, status=JobStatus.FAILED)
     return bool(updated)
 
@@ -157,35 +157,35 @@ def job_finished_send(*, job_id: Any, status: str) -> None:
 
 def refund_claim(units: int, at: Any) -> dict[str, Any]:
     """The field that claims a refund of ``units`` in the write that
-    finishes a job (nothing when there is nothing to give back)."""
+    finishes a job (nothing when there is nothing to give back); then
+    ``refund_claimed`` gives it."""
     return {"refunded_at": at} if units else {}
 
 
-def job_refund(*, job_id: Any, claimed_at: Any = None) -> bool:
-    """Give back the job's ``refund_units``, once. ``claimed_at``: the
-    caller claimed it already (``refund_claim``) with that time; else it is
-    claimed here. False if there is nothing to give back, it was given
-    already, or Redis did not answer (then it is left for recovery to
-    retry)."""
-    if claimed_at is None:
-        claimed_at = timezone.now()
-        pending = ValidationJob.objects.filter(pk=job_id, refunded_at__isnull=True, refund_units__gt=0)
-        if not pending.update(refunded_at=claimed_at):
-            return False
-    job = (
-        ValidationJob.objects.filter(pk=job_id, refunded_at=claimed_at)
-        .only("account_id", "refund_units", "reserved_at")
-        .first()
-    )
-    if job is None:
+def job_refund(*, job_id: Any) -> bool:
+    """Give back the job's ``refund_units``, once. False if there is nothing
+    to give back, it was given already, or Redis did not answer (then it is
+    left for recovery to retry)."""
+    claimed_at = timezone.now()
+    pending = ValidationJob.objects.filter(pk=job_id, refunded_at__isnull=True, refund_units__gt=0)
+    job = pending.only("account_id", "refund_units", "reserved_at").first()
+    if job is None or not pending.update(refunded_at=claimed_at):
         return False
+    return refund_claimed(job, job.refund_units, claimed_at)
+
+
+def refund_claimed(job: ValidationJob, units: int, claimed_at: Any) -> bool:
+    """Give back ``units`` of ``job`` (its ``account_id`` and ``reserved_at``
+    loaded), whose refund was claimed at ``claimed_at``. Nothing is read
+    first: the claim stands only if Redis was asked. If Redis did not
+    answer, the claim is released for recovery to retry; False."""
     try:
-        get_backend().refund(job.account_id, job.refund_units, at=job.reserved_at)
+        get_backend().refund(job.account_id, units, at=job.reserved_at)
     except (RedisError, OSError) as exc:
-        ValidationJob.objects.filter(pk=job_id, refunded_at=claimed_at).update(refunded_at=None)
-        log.warning("Refund of %s units for job %s failed (%s); will retry", job.refund_units, job_id, exc)
+        ValidationJob.objects.filter(pk=job.pk, refunded_at=claimed_at).update(refunded_at=None)
+        log.warning("Refund of %s units for job %s failed (%s); will retry", units, job.pk, exc)
         return False
-    log.info("Refunded %s units to account %s for job %s", job.refund_units, job.account_id, job_id)
+    log.info("Refunded %s units to account %s for job %s", units, job.account_id, job.pk)
     return True
 
 

@@ -57,7 +57,7 @@ from project.storage import STORAGE_ERRORS, describe, discard
 from validation import guard
 from validation.bounds import FIRST_ERRORS, FIRST_ERRORS_BYTES, ErrorBudget, report_cap, storable_error
 from validation.depth import max_depth
-from validation.jobs import job_fail, job_finished_send, job_refund, refund_claim, upload_discard
+from validation.jobs import job_fail, job_finished_send, refund_claim, refund_claimed, upload_discard
 from validation.models import JobStatus, ValidationJob
 from validation.readers import raw_batches
 from validation.schemas import schema_validator
@@ -318,7 +318,7 @@ class _Run:
             raise
         if overcharge:
             log.warning("Job %s reserved %s units for %s records", self.job.pk, reserved, self.processed)
-            job_refund(job_id=self.job.pk, claimed_at=finished_at)
+            refund_claimed(self.job, overcharge, finished_at)
         job_finished_send(job_id=self.job.pk, status=JobStatus.SUCCEEDED)
         log.info(
             "Job %s done: %s records, %s valid, %s invalid (attempt %s)",
