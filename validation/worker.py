@@ -167,7 +167,15 @@ class ValidationWorker(Worker):
         # max_idle_time), and the sweep runs between slices.
         timeout = min(timeout, heartbeat_seconds())
         while True:
-            result = super().dequeue_job_and_maintain_ttl(timeout, recovery_interval())  # type: ignore[arg-type]
+            try:
+                result = super().dequeue_job_and_maintain_ttl(timeout, recovery_interval())  # type: ignore[arg-type]
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # RQ retries inside its wait, not in the state write before it
+                # or the heartbeat after it: Redis gone at a slice's edge
+                # would end the worker ("unhandled exception, quitting").
+                self.log.warning("Worker %s: Redis did not answer (%s); retrying in 1 s", self.name, exc)
+                time.sleep(1)
+                result = None
             if result is not None:
                 return result
             if idle_deadline is not None and time.monotonic() >= idle_deadline:

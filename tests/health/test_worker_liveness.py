@@ -6,6 +6,8 @@ alive again and runs the next job."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -113,3 +115,30 @@ def test_the_worker_skips_its_maintenance_rather_than_quit_while_redis_is_down(o
     # RQ's own would raise here, outside its retrying dequeue, and the worker would quit.
     worker_.run_maintenance_tasks()
     worker_.check_for_suspension(False)
+
+
+def test_the_worker_waits_for_redis_between_its_waits_rather_than_quit(own_redis: RedisServer) -> None:
+    from redis import Redis
+
+    from validation.worker import ValidationWorker
+
+    connection = Redis.from_url(own_redis.url)
+    queue = Queue("validation", connection=connection)
+    worker_ = ValidationWorker([queue], connection=connection)
+    own_redis.kill()
+
+    def back() -> None:
+        time.sleep(1.5)
+        own_redis.start()
+        queue.enqueue("tests.health.rq_jobs.succeed")
+
+    thread = threading.Thread(target=back)
+    thread.start()
+    try:
+        # RQ's own writes the worker's state before its retrying wait: with
+        # Redis down that raised, and the worker quit.
+        with override_settings(WORKER_HEARTBEAT_SECONDS=1, VALIDATION_RECOVERY_INTERVAL=0.25):
+            result = worker_.dequeue_job_and_maintain_ttl(timeout=5, max_idle_time=20)
+    finally:
+        thread.join()
+    assert result is not None and result[0].func_name == "tests.health.rq_jobs.succeed"
