@@ -171,3 +171,18 @@ def dumps(value: Any, option: int | None = None) -> bytes:
         if "64-bit" not in str(exc):
             raise
     return orjson.dumps(_fragments(value), default=_default, option=option)
+
+
+class JSONEncoder(json.JSONEncoder):
+    """For a Django ``JSONField`` (``encoder=``) that may hold Decimals or
+    big integers: the text :func:`dumps` writes."""
+
+    def encode(self, o: Any) -> str:
+        return dumps(o).decode()
+
+
+class JSONDecoder(json.JSONDecoder):
+    """For a Django ``JSONField`` (``decoder=``): numbers read as :func:`loads` reads them."""
+
+    def decode(self, s: str, _w: Any = None) -> Any:
+        return loads(s)
