@@ -18,8 +18,9 @@ Every JSON Tollgate reads or writes goes through :func:`loads` and
 - the common document, with short decimals only, is read by msgspec at C
   speed: a number hook (a Python call per decimal) costs more than the whole
   parse, so only a document that may hold a literal a double cannot keep
-  (:func:`_risky`: a run of 16 digits or an ``e-``; one beyond a double's
-  range makes msgspec refuse the document) is read with the hook;
+  (:func:`_risky`: a run of 16 digits or a negative exponent of three
+  digits; one beyond a double's range makes msgspec refuse the document) is
+  read with the hook;
 - what msgspec refuses goes to orjson, so that a broken document is refused
   with the message it always had (``orjson.JSONDecodeError``); what orjson
   then reads after all (nesting past msgspec's recursion limit) is read by
@@ -64,9 +65,11 @@ _plain = msgspec.json.Decoder().decode
 _exact = msgspec.json.Decoder(float_hook=number).decode
 
 # Digits and "." become "0", "e"/"E" "e", "-" stays, any other byte "x": a
-# literal a double may not keep has 16 digits in its mantissa ("0" * 16) or
-# a negative exponent (an underflow, "e-"); one too big for a double makes
-# msgspec refuse the document instead (loads reads it again with the hook).
+# literal a double may not keep has 16 digits in its mantissa ("0" * 16) or,
+# with at most 15, a negative exponent of three digits or more (an
+# underflow, "e-000": with two digits the value is above 1e-115, a normal
+# double); one too big for a double makes msgspec refuse the document
+# instead (loads, decode_many's caller read it again with the hook).
 _TABLE = bytearray(b"x" * 256)
 for _byte in b"0123456789.":
     _TABLE[_byte] = ord("0")
@@ -74,7 +77,7 @@ _TABLE[ord("e")] = _TABLE[ord("E")] = ord("e")
 _TABLE[ord("-")] = ord("-")
 _TRANSLATION = bytes(_TABLE)
 _LONG = b"0" * 16
-_NEGATIVE_EXPONENT = b"e-"
+_NEGATIVE_EXPONENT = b"e-000"
 
 
 def _risky(data: bytes) -> bool:

@@ -29,6 +29,7 @@ from validation.depth import too_deep
 from validation.engine import depth_error, record_error
 
 _INF = float("inf")
+_INT_DIGITS = 4300  # Python's own bound on an int's digits read from text
 Record = tuple[int, Any, dict[str, Any] | None]
 Converter = Callable[[str], Any]
 _ABSENT = object()
@@ -198,7 +199,10 @@ def _scalar(cell: str, kind: str) -> Any:
             return int(text)
         except ValueError:
             exact = _decimal(text)
-            return int(exact) if exact.is_finite() and exact == exact.to_integral_value() else _ABSENT
+            if not exact.is_finite() or exact != exact.to_integral_value():
+                return _ABSENT
+            # 1e999999999 stays a Decimal (the engine reads it as an integer), never a 400 MB int.
+            return int(exact) if exact.adjusted() < _INT_DIGITS else exact
     if kind == "number":
         if _INTEGER.fullmatch(text):
             return int(text)  # exact, whatever its size

@@ -209,3 +209,13 @@ def test_jobs_keep_long_decimals_in_every_format(db: None, content_type: str, bo
     messages = [e["message"] for e in report["errors"]]
     assert LONG in messages[0] and NEAR in messages[1], messages
     assert b'"limit":0.10000000000000000001' in done.content  # stored and served as a number, exactly
+
+
+def test_job_batches_read_every_literal_exactly() -> None:
+    from validation.parsing import RawBatch, parse_batch
+
+    items = [b'{"n": 0.5}', b'{"n": 1e400}', b'{"n": 2.5e-300, "m": 1e-99}', b'{"n": 3e-400}', b"[1"]
+    batch = parse_batch("ndjson", RawBatch([1, 2, 3, 4, 5], items), limit=64)
+    assert batch.values == [{"n": 0.5}, {"n": Decimal("1e400")}, {"n": 2.5e-300, "m": 1e-99}, {"n": Decimal("3e-400")}]
+    assert [type(value["n"]) for value in batch.values] == [float, Decimal, float, Decimal]
+    assert [number for number, _ in batch.errors] == [5]
