@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal
+from itertools import accumulate, repeat
 from typing import Any
 
 import msgspec
@@ -75,9 +76,11 @@ for _byte in b"0123456789.":
     _TABLE[_byte] = ord("0")
 _TABLE[ord("e")] = _TABLE[ord("E")] = ord("e")
 _TABLE[ord("-")] = ord("-")
+_TABLE[ord("{")] = _TABLE[ord("[")] = ord("{")  # for decode_many's bracket counts
 _TRANSLATION = bytes(_TABLE)
 _LONG = b"0" * 16
 _NEGATIVE_EXPONENT = b"e-000"
+_OPEN = b"{"
 
 
 def _risky(data: bytes) -> bool:
@@ -94,18 +97,24 @@ def decode(data: bytes | bytearray | memoryview | str) -> Any:
     return _exact(data) if _risky(raw) else _plain(data)
 
 
-def decode_many(items: list[bytes]) -> list[Any]:
-    """Every item of ``items`` parsed as :func:`decode` does, checked
-    ``CHUNK`` at a time (one translation for many records); raises one of
-    DECODE_ERRORS if any is refused."""
-    plain, values = _plain, []
+def decode_many(items: list[bytes]) -> tuple[list[Any], int]:
+    """Every item of ``items`` parsed as :func:`decode` does, and the most
+    ``{`` and ``[`` of any one item (which bounds its nesting, strings
+    included). Checked ``CHUNK`` items at a time: one translation serves
+    the prefilter and the bracket counts (one count per item where counting
+    ``{`` and ``[`` in the raw bytes took two). Raises one of DECODE_ERRORS
+    if any item is refused."""
+    plain, values, opens = _plain, [], 0
     for start in range(0, len(items), CHUNK):
         part = items[start : start + CHUNK]
-        if _risky(b"".join(part)):
+        text = b"".join(part).translate(_TRANSLATION)
+        bounds = list(accumulate(map(len, part), initial=0))
+        opens = max(opens, max(map(text.count, repeat(_OPEN), bounds, bounds[1:]), default=0))
+        if _LONG in text or _NEGATIVE_EXPONENT in text:
             values += [_exact(item) if _risky(item) else plain(item) for item in part]
         else:
             values += [plain(item) for item in part]
-    return values
+    return values, opens
 
 
 def _refuse_constant(name: str) -> Any:

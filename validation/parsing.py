@@ -19,7 +19,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import repeat
 from typing import Any
 
 import orjson
@@ -102,17 +101,16 @@ def _json_texts(raw: RawBatch, limit: int, label: str) -> Batch:
     # The common case, at C speed: every record is a JSON document (read
     # with numbers exact, ``project.exactjson``).
     try:
-        batch = Batch(exactjson.decode_many(raw.items), raw.numbers)
+        values, opens = exactjson.decode_many(raw.items)
     except exactjson.DECODE_ERRORS:
         batch = _json_slow(raw, limit, label)
         _drop_deep(batch, limit)
     else:
-        # Depth cannot exceed the brackets of a record. The most "{" in any
-        # record plus the most "[" bounds them all, counted by C loops; only
-        # past the limit are values walked.
-        items = raw.items
-        opens = max(map(bytes.count, items, repeat(b"{")), default=0)
-        if opens + max(map(bytes.count, items, repeat(b"[")), default=0) > limit:
+        batch = Batch(values, raw.numbers)
+        # Depth cannot exceed the brackets of a record: the most "{" and "["
+        # in any record (counted by C loops, decode_many) bounds them all;
+        # only past the limit are values walked.
+        if opens > limit:
             _drop_deep(batch, limit)
     batch.errors.extend(raw.errors)
     return batch
