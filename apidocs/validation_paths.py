@@ -235,7 +235,8 @@ def _validate_paths() -> Json:
                 ],
                 description=(
                     "Cost: one request and one quota unit per instance, charged before validating. "
-                    "Integers of any size are compared exactly. "
+                    "Numbers are compared as written: integers of any size, and decimals a double does not hold "
+                    "(`1.0000000000000000001`, `1e-400`, `1e400`) exactly; answers write them back digit for digit. "
                     "The validation takes at most `VALIDATION_SYNC_TIME_LIMIT` seconds (422 `validation_timeout`); "
                     "messages are cut to 256 characters and the answer's errors to 1 MiB (`errors_truncated`)."
                 ),

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.http import HttpResponse
 
+from project import exactjson
 from project.request_id import current_request_id
 
 
@@ -103,7 +103,7 @@ def error_response(
     if request_id is not None:
         body["request_id"] = request_id
     body["doc_url"] = doc_url(code)
-    response = HttpResponse(orjson.dumps({"error": body}), status=status, content_type="application/json")
+    response = HttpResponse(exactjson.dumps({"error": body}), status=status, content_type="application/json")
     response.error_code = code  # type: ignore[attr-defined]  # read by project.request_observer
     for name, value in (headers or {}).items():
         response[name] = value

@@ -3,7 +3,9 @@
 
 Each message is an 8-byte little-endian length and a body. Requests (parent to
 child) are ``marshal``: they carry record bytes and Python numbers exactly,
-and the child trusts its parent. Replies (child to parent) are JSON (``project.exactjson``: integers exact):
+and the child trusts its parent; one holding a ``decimal.Decimal`` (a
+decimal a double does not keep, ``project.exactjson``), which marshal cannot
+carry, is a pickle instead, told apart by the body's first byte. Replies (child to parent) are JSON (``project.exactjson``: integers exact):
 the parent parses what a process that ran hostile input wrote with a parser
 that is safe on any bytes.
 """
@@ -12,17 +14,22 @@ from __future__ import annotations
 
 import marshal
 import os
+import pickle
 import struct
 from typing import Any
 
 from project import exactjson
 
 _LENGTH = struct.Struct("<Q")
+_MARSHAL, _PICKLE = b"M", b"P"
 
 
 def request(message: tuple[Any, ...]) -> bytes:
-    body = marshal.dumps(message)
-    return _LENGTH.pack(len(body)) + body
+    try:
+        kind, body = _MARSHAL, marshal.dumps(message)
+    except ValueError:  # "unmarshallable object": a Decimal in it
+        kind, body = _PICKLE, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return b"".join((_LENGTH.pack(len(body) + 1), kind, body))
 
 
 def reply(message: list[Any]) -> bytes:
@@ -45,7 +52,9 @@ def read_request(fd: int) -> tuple[Any, ...] | None:
     body = _read_exactly(fd, _LENGTH.unpack(header)[0])
     if body is None:
         return None
-    return marshal.loads(body)  # noqa: S302 (from the parent process, see the module docstring)
+    if body[:1] == _PICKLE:
+        return pickle.loads(memoryview(body)[1:])  # type: ignore[no-any-return]  # noqa: S301 (from the parent, see the module docstring)
+    return marshal.loads(memoryview(body)[1:])  # type: ignore[no-any-return]  # noqa: S302 (from the parent process, see the module docstring)
 
 
 def _read_exactly(fd: int, size: int) -> bytes | None:

@@ -19,6 +19,7 @@ import uuid
 
 from django.db import models
 
+from project.exactjson import JSONDecoder, JSONEncoder
 from quotas.models import Account
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -121,7 +122,8 @@ class ValidationJob(models.Model):
     processed = models.PositiveBigIntegerField(default=0)
     valid_count = models.PositiveBigIntegerField(default=0)
     invalid_count = models.PositiveBigIntegerField(default=0)
-    first_errors = models.JSONField(default=list, blank=True)
+    # Errors quote numbers as sent (a Decimal, an integer beyond 64 bits: project.exactjson).
+    first_errors = models.JSONField(default=list, blank=True, encoder=JSONEncoder, decoder=JSONDecoder)
     report = models.CharField(max_length=255, blank=True, help_text="The errors NDJSON in default storage.")
     report_truncated = models.BooleanField(
         default=False, help_text="The report reached its cap (a multiple of the upload); later lines were left out."

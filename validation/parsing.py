@@ -18,7 +18,7 @@ import csv
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -27,6 +27,8 @@ from project import exactjson
 from validation.depth import too_deep
 from validation.engine import depth_error, record_error
 
+_INF = float("inf")
+_INT_DIGITS = 4300  # Python's own bound on an int's digits read from text
 Record = tuple[int, Any, dict[str, Any] | None]
 Converter = Callable[[str], Any]
 _ABSENT = object()
@@ -97,20 +99,18 @@ def _drop_deep(batch: Batch, limit: int) -> None:
 
 def _json_texts(raw: RawBatch, limit: int, label: str) -> Batch:
     # The common case, at C speed: every record is a JSON document (read
-    # with integers exact, ``project.exactjson``).
-    decode = exactjson.decode
+    # with numbers exact, ``project.exactjson``).
     try:
-        batch = Batch([decode(item) for item in raw.items], raw.numbers)
+        values, opens = exactjson.decode_many(raw.items)
     except exactjson.DECODE_ERRORS:
         batch = _json_slow(raw, limit, label)
         _drop_deep(batch, limit)
     else:
-        # Depth cannot exceed the brackets of a record. The most "{" in any
-        # record plus the most "[" bounds them all, counted by C loops; only
-        # past the limit are values walked.
-        items = raw.items
-        opens = max(map(bytes.count, items, repeat(b"{")), default=0)
-        if opens + max(map(bytes.count, items, repeat(b"[")), default=0) > limit:
+        batch = Batch(values, raw.numbers)
+        # Depth cannot exceed the brackets of a record: the most "{" and "["
+        # in any record (counted by C loops, decode_many) bounds them all;
+        # only past the limit are values walked.
+        if opens > limit:
             _drop_deep(batch, limit)
     batch.errors.extend(raw.errors)
     return batch
@@ -196,13 +196,15 @@ def _scalar(cell: str, kind: str) -> Any:
         try:
             return int(text)
         except ValueError:
-            number = float(text)
-            return int(number) if number.is_integer() else _ABSENT
+            exact = _decimal(text)
+            if not exact.is_finite() or exact != exact.to_integral_value():
+                return _ABSENT
+            # 1e999999999 stays a Decimal (the engine reads it as an integer), never a 400 MB int.
+            return int(exact) if exact.adjusted() < _INT_DIGITS else exact
     if kind == "number":
         if _INTEGER.fullmatch(text):
             return int(text)  # exact, whatever its size
-        number = float(text)
-        return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+        return _decimal_number(text)
     if kind == "boolean":
         return {"true": True, "false": False}.get(text.lower(), _ABSENT)
     if kind == "null":
@@ -211,6 +213,22 @@ def _scalar(cell: str, kind: str) -> Any:
         value = exactjson.loads(text)
         return value if isinstance(value, dict if kind == "object" else list) else _ABSENT
     return _ABSENT
+
+
+def _decimal(text: str) -> Decimal:
+    """The number ``text`` exactly; ValueError if it is none (``float``'s
+    syntax: spaces, ``_`` between digits, ``inf``/``nan`` then refused)."""
+    float(text)
+    return Decimal(text)
+
+
+def _decimal_number(text: str) -> Any:
+    """A ``number`` cell: a float when the double keeps the value written,
+    else a Decimal (``project.exactjson.number``)."""
+    exact = _decimal(text)
+    if not exact.is_finite():
+        return _ABSENT
+    return exactjson.number(str(exact))
 
 
 def converter(types: tuple[str, ...]) -> Callable[[str], Any]:
@@ -225,7 +243,7 @@ def converter(types: tuple[str, ...]) -> Callable[[str], Any]:
                 value = _scalar(cell, kind)
             except (ValueError, orjson.JSONDecodeError):
                 continue
-            if value is not _ABSENT and value == value and value not in (float("inf"), float("-inf")):
+            if value is not _ABSENT and value == value and value not in (_INF, -_INF):
                 return value
         return cell
 

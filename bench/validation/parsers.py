@@ -1,19 +1,21 @@
-"""bench/validation/parsers.py: the exact-number parser against plain orjson.
+"""bench/validation/parsers.py: the exact-number parser against main's and plain orjson.
 
     .venv/bin/python bench/validation/parsers.py            # 100k order records, ~40 MB
 
 One run, one generated NDJSON file of order records, split into the batches
-a job reads (``validation.readers``), parsed three ways in this process:
+a job reads (``validation.readers``), parsed these ways in this process:
 
 1. ``orjson``: ``parse_batch`` with plain orjson, as jobs parsed before
    integers were kept exact (it turns 2**64 + 1 into a float);
-2. ``exact``: ``validation.parsing.parse_batch`` as jobs run it now
-   (msgspec, integers exact, ``project.exactjson``);
-3. ``exact, big integers``: the same file with one record in 1000 holding
-   an integer beyond 64 bits.
+2. ``msgspec, decimals as doubles``: as jobs parsed before decimals were
+   kept exact (integers exact, ``1.0000000000000000001`` read as ``1.0``);
+3. ``exact``: ``validation.parsing.parse_batch`` as jobs run it now
+   (integers and decimals exact, ``project.exactjson``);
+4. ``exact, big integers`` / ``long decimals``: the same file with one
+   record in 1000 holding an integer beyond 64 bits / a decimal of 20 digits.
 
-Each is timed in CPU seconds, interleaved, best of ``--rounds``; the ratios are to the first, in the same
-run. The job benchmark (``run.py --before main``) measures the whole job.
+Each is timed in CPU seconds, interleaved, best of ``--rounds``; the ratios are to the second (the parser
+before exact decimals), in the same run. The job benchmark (``run.py --before main``) measures the whole job.
 """
 
 from __future__ import annotations
@@ -24,17 +26,20 @@ import tempfile
 import time
 import types
 from collections.abc import Callable
+from itertools import repeat
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import msgspec  # noqa: E402
 import orjson  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 settings.configure(VALIDATION_MAX_RECORD_BYTES=16 * 1024 * 1024)  # the splitter reads its limit; nothing else
 
 from bench.validation.dataset import generate  # noqa: E402
+from project import exactjson  # noqa: E402
 from validation import parsing  # noqa: E402
 from validation.formats import LineSplitter  # noqa: E402
 from validation.parsing import RawBatch, parse_batch  # noqa: E402
@@ -78,25 +83,41 @@ def main() -> int:
     for index in range(0, len(lines), 1000):
         lines[index] = lines[index][:-1] + b', "serial": 18446744073709551617}'
     big = b"\n".join(lines) + b"\n"
-    clean_batches, big_batches = batches(clean), batches(big)
+    lines = clean.splitlines()
+    for index in range(0, len(lines), 1000):
+        lines[index] = lines[index][:-1] + b', "rate": 0.10000000000000000001}'
+    decimals = b"\n".join(lines) + b"\n"
+    clean_batches, big_batches, decimal_batches = batches(clean), batches(big), batches(decimals)
 
-    def plain() -> int:
-        exact_module = parsing.exactjson
-        before = types.SimpleNamespace(decode=orjson.loads, DECODE_ERRORS=(orjson.JSONDecodeError,), loads=orjson.loads)
-        parsing.exactjson = before  # type: ignore[assignment]
-        try:
-            return sum(len(parse_batch("ndjson", raw, limit=64)) for raw in clean_batches)
-        finally:
-            parsing.exactjson = exact_module
+    def before(decode: Callable[[bytes], object], errors: tuple[type[Exception], ...]) -> Callable[[], int]:
+        def work() -> int:
+            exact_module = parsing.exactjson
+
+            def decode_many(items: list[bytes]) -> tuple[list[object], int]:
+                # As main parsed a batch: every item, then "{" and "[" counted per item.
+                values = list(map(decode, items))
+                opens = max(map(bytes.count, items, repeat(b"{")), default=0)
+                return values, opens + max(map(bytes.count, items, repeat(b"[")), default=0)
+
+            namespace = types.SimpleNamespace(decode_many=decode_many, DECODE_ERRORS=errors, loads=decode)
+            parsing.exactjson = namespace  # type: ignore[assignment]
+            try:
+                return sum(len(parse_batch("ndjson", raw, limit=64)) for raw in clean_batches)
+            finally:
+                parsing.exactjson = exact_module
+
+        return work
 
     def exact(raws: list[RawBatch]) -> Callable[[], int]:
         return lambda: sum(len(parse_batch("ndjson", raw, limit=64)) for raw in raws)
 
     # Interleaved, best of each: a neighbour's load then slows all three alike.
     works = {
-        "orjson (before)": plain,
+        "orjson": before(orjson.loads, (orjson.JSONDecodeError,)),
+        "msgspec, decimals as doubles": before(msgspec.json.Decoder().decode, exactjson.DECODE_ERRORS),
         "exact": exact(clean_batches),
         "exact, 1 in 1000 big integers": exact(big_batches),
+        "exact, 1 in 1000 long decimals": exact(decimal_batches),
     }
     times = dict.fromkeys(works, float("inf"))
     records = 0
@@ -104,11 +125,11 @@ def main() -> int:
         for label, work in works.items():
             seconds, records = best(work, 1)
             times[label] = min(times[label], seconds)
-    base = times["orjson (before)"]
+    base = times["msgspec, decimals as doubles"]
     runs = list(times.items())
     print(f"bench/validation/parsers: {records} records, {len(clean) / 1e6:.1f} MB, best of {args.rounds}")
     for label, seconds in runs:
-        print(f"  {label:<32} {records / seconds:>12,.0f} records/s   ratio to orjson {base / seconds:.2f}")
+        print(f"  {label:<32} {records / seconds:>12,.0f} records/s   ratio to doubles {base / seconds:.2f}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -110,8 +111,24 @@ def test_csv_cells_are_coerced_by_the_declared_types() -> None:
     assert column_types(schema, "price") == ("number",)
     assert column_types(schema, "unknown") == ()
     cases = {
-        "n": [("42", 42), ("4.0", 4), ("4.5", "4.5"), ("", None)],
-        "price": [("9.95", 9.95), ("10", 10), ("1e3", 1000.0), ("nan", "nan"), ("inf", "inf")],
+        "n": [
+            ("42", 42),
+            ("4.0", 4),
+            ("4.5", "4.5"),
+            ("", None),
+            ("1.0000000000000000001", "1.0000000000000000001"),  # not an integer, however close
+            ("1e999999999", Decimal("1e999999999")),  # an integer, kept as a Decimal
+        ],
+        "price": [
+            ("9.95", 9.95),
+            ("10", 10),
+            ("1e3", 1000.0),
+            ("nan", "nan"),
+            ("inf", "inf"),
+            ("1.0000000000000000001", Decimal("1.0000000000000000001")),
+            ("1e400", Decimal("1e400")),
+            ("1e-400", Decimal("1e-400")),
+        ],
         "ok": [("true", True), ("FALSE", False), ("yes", "yes")],
         "note": [("", None), ("null", None), ("text", "text")],
         "tags": [('["a", 1]', ["a", 1]), ("{}", "{}"), ("[", "[")],
