@@ -70,16 +70,27 @@ class Batch:
         return merged
 
 
+def json_record(number: int, item: bytes, limit: int, label: str) -> tuple[Any, dict[str, Any] | None]:
+    """One record that the fast path refused, read exactly on its own:
+    ``(value, None)``, or ``(None, error)`` (``invalid_json``, ``too_deep``)."""
+    try:
+        value = exactjson.loads(item)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses more than 1024 levels itself: that is too deep too.
+        error = depth_error(limit) if "depth limit" in str(exc) else None
+        return None, error or record_error("invalid_json", f"{label} {number} is not JSON: {exc}")
+    if isinstance(value, (dict, list)) and too_deep(value, limit):
+        return None, depth_error(limit)
+    return value, None
+
+
 def _json_slow(raw: RawBatch, limit: int, label: str) -> Batch:
     """Record by record, for a batch with broken JSON in it."""
     batch = Batch(numbers=[])
     for number, item in zip(raw.numbers, raw.items, strict=True):
-        try:
-            value = exactjson.loads(item)
-        except orjson.JSONDecodeError as exc:
-            # orjson refuses more than 1024 levels itself: that is too deep too.
-            error = depth_error(limit) if "depth limit" in str(exc) else None
-            batch.errors.append((number, error or record_error("invalid_json", f"{label} {number} is not JSON: {exc}")))
+        value, error = json_record(number, item, limit, label)
+        if error is not None:
+            batch.errors.append((number, error))
             continue
         batch.values.append(value)
         batch.numbers.append(number)  # type: ignore[attr-defined]
@@ -104,7 +115,6 @@ def _json_texts(raw: RawBatch, limit: int, label: str) -> Batch:
         values, opens = exactjson.decode_many(raw.items)
     except exactjson.DECODE_ERRORS:
         batch = _json_slow(raw, limit, label)
-        _drop_deep(batch, limit)
     else:
         batch = Batch(values, raw.numbers)
         # Depth cannot exceed the brackets of a record: the most "{" and "["
