@@ -149,7 +149,7 @@ class Evaluator:
         are its one output structure (``validation.outputs``)."""
         compiled = self._get(key)
         if fmt in _JSON_LABELS and not raw.errors:
-            risky, opens = exactjson.survey(raw.items)
+            risky, opens = raw.survey if raw.survey is not None else exactjson.survey(raw.items)
             if not risky and opens <= limit:
                 return self._plain_records(compiled, raw, limit, _JSON_LABELS[fmt], flush, output)
         converters = self._columns(key, compiled, raw.header) if fmt == "csv" else None
@@ -253,8 +253,9 @@ def _serve(evaluator: Evaluator, message: tuple[Any, ...], out: int) -> list[Any
         return ["loaded"]
     if kind == "check":
         return ["checked", evaluator.check(key, message[2], message[3], message[4])]
-    fmt, numbers, items, errors, header, limit, output = message[2:9]
-    raw = RawBatch(numbers, items, [tuple(error) for error in errors], header)  # type: ignore[misc]
+    fmt, numbers, items, errors, header, limit, output, survey = message[2:10]
+    errors = [tuple(error) for error in errors]
+    raw = RawBatch(numbers, items, errors, header, tuple(survey) if survey is not None else None)  # type: ignore[arg-type]
 
     def flush(entries: list[Entry], done: int) -> None:
         channel.write_all(out, channel.reply(["entries", done, entries]))

@@ -39,12 +39,17 @@ _INTEGER = re.compile(r"-?[0-9]+")
 class RawBatch:
     """Consecutive records as bytes: ``items[i]`` is record ``numbers[i]``;
     ``errors`` are records judged while splitting (a JSON item too deep to
-    parse), as ``(number, error)``. ``header`` names a CSV upload's columns."""
+    parse), as ``(number, error)``. ``header`` names a CSV upload's columns.
+    ``survey`` is ``exactjson.survey`` of JSON items, when the work horse
+    took it as it split them (``validation.readers``): the guard's child,
+    on the critical path of a job, then need not (it holds for any subset
+    of the items too)."""
 
     numbers: list[int] = field(default_factory=list)
     items: list[bytes] = field(default_factory=list)
     errors: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     header: list[str] | None = None
+    survey: tuple[bool, int] | None = None
 
     def __len__(self) -> int:
         return len(self.items) + len(self.errors)
@@ -112,7 +117,7 @@ def _json_texts(raw: RawBatch, limit: int, label: str) -> Batch:
     # The common case, at C speed: every record is a JSON document (read
     # with numbers exact, ``project.exactjson``).
     try:
-        values, opens = exactjson.decode_many(raw.items)
+        values, opens = exactjson.decode_many(raw.items, raw.survey)
     except exactjson.DECODE_ERRORS:
         batch = _json_slow(raw, limit, label)
     else:
