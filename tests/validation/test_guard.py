@@ -4,6 +4,7 @@ stop, and the same answers as without a guard."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import threading
@@ -16,6 +17,7 @@ from django.core.checks import run_checks
 from django.test.utils import override_settings
 
 from tests.validation.hostile import alive, fanout_chain
+from validation.child import PIPE_BYTES
 from validation.engine import CompiledSchema, compile_schema
 from validation.evaluator import Evaluator
 from validation.guard import Crashed, Guard, InlineGuard, Timeout, TooManyStopped
@@ -189,3 +191,10 @@ def test_check_deploy_warns_when_a_time_limit_is_turned_off(settings: Any) -> No
         "VALIDATION_RECORD_TIME_LIMIT is 0: validations are not time-limited, "
         "and one hostile schema can hold a worker for minutes."
     ]
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="Linux pipes only")
+def test_the_requests_pipe_holds_both_batches_in_flight(guard: Guard) -> None:
+    guard.child.start()
+    most = int(open("/proc/sys/fs/pipe-max-size").read())
+    assert fcntl.fcntl(guard.child._requests, fcntl.F_GETPIPE_SZ) >= min(PIPE_BYTES, most)
