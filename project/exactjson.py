@@ -97,24 +97,38 @@ def decode(data: bytes | bytearray | memoryview | str) -> Any:
     return _exact(data) if _risky(raw) else _plain(data)
 
 
-def decode_many(items: list[bytes]) -> tuple[list[Any], int]:
-    """Every item of ``items`` parsed as :func:`decode` does, and the most
-    ``{`` and ``[`` of any one item (which bounds its nesting, strings
-    included). Checked ``CHUNK`` items at a time: one translation serves
-    the prefilter and the bracket counts (one count per item where counting
-    ``{`` and ``[`` in the raw bytes took two). Raises one of DECODE_ERRORS
-    if any item is refused."""
-    plain, values, opens = _plain, [], 0
+def survey(items: list[bytes]) -> tuple[bool, int]:
+    """What :func:`decode_many` needs to know of ``items`` before reading
+    them: whether any may hold a decimal a double does not keep (the
+    prefilter of :func:`decode`, a superset) and the most ``{`` and ``[`` of
+    any one item (which bounds its nesting, strings included). Checked
+    ``CHUNK`` items at a time: one translation serves the prefilter and the
+    bracket counts."""
+    risky, opens = False, 0
     for start in range(0, len(items), CHUNK):
         part = items[start : start + CHUNK]
         text = b"".join(part).translate(_TRANSLATION)
         bounds = list(accumulate(map(len, part), initial=0))
         opens = max(opens, max(map(text.count, repeat(_OPEN), bounds, bounds[1:]), default=0))
-        if _LONG in text or _NEGATIVE_EXPONENT in text:
-            values += [_exact(item) if _risky(item) else plain(item) for item in part]
-        else:
-            values += [plain(item) for item in part]
-    return values, opens
+        risky = risky or _LONG in text or _NEGATIVE_EXPONENT in text
+    return risky, opens
+
+
+def decode_plain(data: bytes) -> Any:
+    """``data`` parsed by msgspec without the number hook: exact only for a
+    document :func:`survey` found not risky. Raises one of DECODE_ERRORS."""
+    return _plain(data)
+
+
+def decode_many(items: list[bytes], surveyed: tuple[bool, int] | None = None) -> tuple[list[Any], int]:
+    """Every item of ``items`` parsed as :func:`decode` does, and the most
+    ``{`` and ``[`` of any one item (:func:`survey`; ``surveyed`` if the
+    caller has it already). Raises one of DECODE_ERRORS if any item is
+    refused."""
+    risky, opens = surveyed if surveyed is not None else survey(items)
+    if risky:
+        return [_exact(item) if _risky(item) else _plain(item) for item in items], opens
+    return [_plain(item) for item in items], opens
 
 
 def _refuse_constant(name: str) -> Any:

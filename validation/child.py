@@ -16,6 +16,7 @@ last one, and neither side can block the other.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import mmap
 import os
 import select
@@ -32,6 +33,12 @@ GRACE_SECONDS = 5.0
 # How long a new child may take to say it is ready: not part of any budget,
 # as it is not the input's doing.
 STARTUP_SECONDS = 30.0
+# What the requests pipe holds (Linux; 64 KiB by default, the most an
+# unprivileged process may ask is /proc/sys/fs/pipe-max-size, 1 MiB by
+# default): a job's two batches in flight, about 64 KiB of records each, go
+# in at once instead of a pipe's worth each time the child has read one,
+# which woke both processes several times a batch.
+PIPE_BYTES = 1 << 20
 
 
 class Timeout(Exception):
@@ -80,6 +87,8 @@ class Child:
         self._forget()
         requests_out, requests_in = os.pipe()
         replies_out, replies_in = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):  # past pipe-max-size, or not Linux: as it is
+            fcntl.fcntl(requests_in, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         shared = mmap.mmap(-1, 8)  # anonymous and shared: this process and the child
         parent = os.getpid()
         pid = os.fork()

@@ -39,7 +39,7 @@ from project import exactjson
 from validation import channel
 from validation.bounds import MAX_ERRORS_PER_INSTANCE, RECORD_REPORT_BYTES, ErrorBudget
 from validation.engine import CompiledSchema, SchemaSource, compile_source
-from validation.parsing import Converter, RawBatch, converters_for, parse_batch
+from validation.parsing import Converter, RawBatch, converters_for, json_record, parse_batch
 
 Entry = tuple[int, list[dict[str, Any]], bool]
 # (valid, errors or the output structure, truncated)
@@ -50,6 +50,8 @@ LIST = "list"
 # How often a batch's errors so far are sent while it runs: what a stopped
 # child's successor must do again is at most this much work.
 FLUSH_SECONDS = 0.05
+# The formats whose records are JSON texts, and what their messages call a record.
+_JSON_LABELS = {"ndjson": "Line", "json": "Item"}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -57,15 +59,16 @@ class Progress:
     """Records finished, as one shared 64-bit counter (or a plain one inline)."""
 
     def __init__(self, buffer: Any = None) -> None:
-        self._cells = memoryview(buffer).cast("q") if buffer is not None else [0]
+        # ``cells[0] = n`` is how a loop moves it on: no call per record.
+        self.cells: Any = memoryview(buffer).cast("q") if buffer is not None else [0]
 
     @property
     def value(self) -> int:
-        return int(self._cells[0])
+        return int(self.cells[0])
 
     @value.setter
     def value(self, number: int) -> None:
-        self._cells[0] = number
+        self.cells[0] = number
 
 
 class UnknownSchema(Exception):
@@ -145,14 +148,18 @@ class Evaluator:
         With ``output`` a specification format, an invalid record's errors
         are its one output structure (``validation.outputs``)."""
         compiled = self._get(key)
+        if fmt in _JSON_LABELS and not raw.errors:
+            risky, opens = raw.survey if raw.survey is not None else exactjson.survey(raw.items)
+            if not risky and opens <= limit:
+                return self._plain_records(compiled, raw, limit, _JSON_LABELS[fmt], flush, output)
         converters = self._columns(key, compiled, raw.header) if fmt == "csv" else None
         batch = parse_batch(fmt, raw, limit=limit, converters=converters)
         is_valid = compiled.validator.is_valid
-        progress, clock = self.progress, time.monotonic
-        first = done = progress.value
+        cells, clock = self.progress.cells, time.monotonic
+        first = done = self.progress.value
         entries: list[Entry] = []
         flushed = clock()
-        # Without record errors, the values in order as they are (the common case).
+        # Without record errors, the values in order as they are.
         rows = zip(batch.numbers, batch.values, repeat(None)) if not batch.errors else batch.in_order()
         for number, value, error in rows:
             if error is not None:
@@ -160,7 +167,43 @@ class Evaluator:
             elif not is_valid(value):
                 entries.append(self._entry(compiled, number, value, output))
             done += 1
-            progress.value = done
+            cells[0] = done
+            if entries and clock() - flushed > FLUSH_SECONDS:
+                flush(entries, done - first)
+                entries, flushed = [], clock()
+        return entries
+
+    def _plain_records(
+        self,
+        compiled: CompiledSchema,
+        raw: RawBatch,
+        limit: int,
+        label: str,
+        flush: Callable[[list[Entry], int], None],
+        output: str,
+    ) -> list[Entry]:
+        """:meth:`records` for the common batch, JSON texts that
+        ``exactjson.survey`` found neither risky nor deep: each record read
+        (msgspec, no number hook) and validated in turn, so that it is still
+        in the CPU's caches when the engine walks it and when it is freed
+        (no batch of parsed values is ever held). A record msgspec refuses
+        is read on its own (``parsing.json_record``)."""
+        is_valid, decode, refused = compiled.validator.is_valid, exactjson.decode_plain, exactjson.DECODE_ERRORS
+        cells, clock = self.progress.cells, time.monotonic
+        first = done = self.progress.value
+        entries: list[Entry] = []
+        flushed = clock()
+        for number, item in zip(raw.numbers, raw.items, strict=True):
+            try:
+                value, error = decode(item), None
+            except refused:
+                value, error = json_record(number, item, limit, label)
+            if error is not None:
+                entries.append((number, [error], False))
+            elif not is_valid(value):
+                entries.append(self._entry(compiled, number, value, output))
+            done += 1
+            cells[0] = done
             if entries and clock() - flushed > FLUSH_SECONDS:
                 flush(entries, done - first)
                 entries, flushed = [], clock()
@@ -210,8 +253,9 @@ def _serve(evaluator: Evaluator, message: tuple[Any, ...], out: int) -> list[Any
         return ["loaded"]
     if kind == "check":
         return ["checked", evaluator.check(key, message[2], message[3], message[4])]
-    fmt, numbers, items, errors, header, limit, output = message[2:9]
-    raw = RawBatch(numbers, items, [tuple(error) for error in errors], header)  # type: ignore[misc]
+    fmt, numbers, items, errors, header, limit, output, survey = message[2:10]
+    errors = [tuple(error) for error in errors]
+    raw = RawBatch(numbers, items, errors, header, tuple(survey) if survey is not None else None)  # type: ignore[arg-type]
 
     def flush(entries: list[Entry], done: int) -> None:
         channel.write_all(out, channel.reply(["entries", done, entries]))

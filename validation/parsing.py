@@ -39,12 +39,17 @@ _INTEGER = re.compile(r"-?[0-9]+")
 class RawBatch:
     """Consecutive records as bytes: ``items[i]`` is record ``numbers[i]``;
     ``errors`` are records judged while splitting (a JSON item too deep to
-    parse), as ``(number, error)``. ``header`` names a CSV upload's columns."""
+    parse), as ``(number, error)``. ``header`` names a CSV upload's columns.
+    ``survey`` is ``exactjson.survey`` of JSON items, when the work horse
+    took it as it split them (``validation.readers``): the guard's child,
+    on the critical path of a job, then need not (it holds for any subset
+    of the items too)."""
 
     numbers: list[int] = field(default_factory=list)
     items: list[bytes] = field(default_factory=list)
     errors: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     header: list[str] | None = None
+    survey: tuple[bool, int] | None = None
 
     def __len__(self) -> int:
         return len(self.items) + len(self.errors)
@@ -70,16 +75,27 @@ class Batch:
         return merged
 
 
+def json_record(number: int, item: bytes, limit: int, label: str) -> tuple[Any, dict[str, Any] | None]:
+    """One record that the fast path refused, read exactly on its own:
+    ``(value, None)``, or ``(None, error)`` (``invalid_json``, ``too_deep``)."""
+    try:
+        value = exactjson.loads(item)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses more than 1024 levels itself: that is too deep too.
+        error = depth_error(limit) if "depth limit" in str(exc) else None
+        return None, error or record_error("invalid_json", f"{label} {number} is not JSON: {exc}")
+    if isinstance(value, (dict, list)) and too_deep(value, limit):
+        return None, depth_error(limit)
+    return value, None
+
+
 def _json_slow(raw: RawBatch, limit: int, label: str) -> Batch:
     """Record by record, for a batch with broken JSON in it."""
     batch = Batch(numbers=[])
     for number, item in zip(raw.numbers, raw.items, strict=True):
-        try:
-            value = exactjson.loads(item)
-        except orjson.JSONDecodeError as exc:
-            # orjson refuses more than 1024 levels itself: that is too deep too.
-            error = depth_error(limit) if "depth limit" in str(exc) else None
-            batch.errors.append((number, error or record_error("invalid_json", f"{label} {number} is not JSON: {exc}")))
+        value, error = json_record(number, item, limit, label)
+        if error is not None:
+            batch.errors.append((number, error))
             continue
         batch.values.append(value)
         batch.numbers.append(number)  # type: ignore[attr-defined]
@@ -101,10 +117,9 @@ def _json_texts(raw: RawBatch, limit: int, label: str) -> Batch:
     # The common case, at C speed: every record is a JSON document (read
     # with numbers exact, ``project.exactjson``).
     try:
-        values, opens = exactjson.decode_many(raw.items)
+        values, opens = exactjson.decode_many(raw.items, raw.survey)
     except exactjson.DECODE_ERRORS:
         batch = _json_slow(raw, limit, label)
-        _drop_deep(batch, limit)
     else:
         batch = Batch(values, raw.numbers)
         # Depth cannot exceed the brackets of a record: the most "{" and "["

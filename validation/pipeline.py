@@ -129,6 +129,7 @@ class Pipeline:
                 raw.header,
                 self.limit,
                 self.output,
+                raw.survey,
                 hard,
             )
             self.flights.append(_Flight(origin, raw, self.sent))
@@ -231,4 +232,5 @@ def _only(raw: RawBatch, numbers: set[int]) -> RawBatch:
     """The records of ``raw`` whose numbers are in ``numbers``."""
     kept = [(n, item) for n, item in zip(raw.numbers, raw.items, strict=True) if n in numbers]
     errors = [(n, error) for n, error in raw.errors if n in numbers]
-    return RawBatch([n for n, _ in kept], [item for _, item in kept], errors, raw.header)
+    # The survey of all of them holds for these (a superset's).
+    return RawBatch([n for n, _ in kept], [item for _, item in kept], errors, raw.header, raw.survey)

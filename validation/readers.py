@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Any
 
+from project import exactjson
 from validation.depth import max_depth
 from validation.engine import depth_error
 from validation.formats import CsvRecords, LineSplitter, array_splitter, parse_header, read_chunks
@@ -50,6 +51,7 @@ def raw_batches(fmt: str, file: Any) -> Iterator[RawBatch]:
                 batch = _numbered(lines, number)
                 number += len(lines)
                 if batch:
+                    batch.survey = exactjson.survey(batch.items)
                     yield batch
         return
     if fmt == "json":
@@ -66,6 +68,7 @@ def raw_batches(fmt: str, file: Any) -> Iterator[RawBatch]:
                     batch.items.append(item)
                 index += 1
             if batch:
+                batch.survey = exactjson.survey(batch.items)
                 yield batch
         return
     records = CsvRecords()

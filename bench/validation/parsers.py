@@ -93,7 +93,7 @@ def main() -> int:
         def work() -> int:
             exact_module = parsing.exactjson
 
-            def decode_many(items: list[bytes]) -> tuple[list[object], int]:
+            def decode_many(items: list[bytes], surveyed: object = None) -> tuple[list[object], int]:
                 # As main parsed a batch: every item, then "{" and "[" counted per item.
                 values = list(map(decode, items))
                 opens = max(map(bytes.count, items, repeat(b"{")), default=0)

@@ -4,6 +4,7 @@ stop, and the same answers as without a guard."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import threading
@@ -16,7 +17,9 @@ from django.core.checks import run_checks
 from django.test.utils import override_settings
 
 from tests.validation.hostile import alive, fanout_chain
+from validation.child import PIPE_BYTES
 from validation.engine import CompiledSchema, compile_schema
+from validation.evaluator import Evaluator
 from validation.guard import Crashed, Guard, InlineGuard, Timeout, TooManyStopped
 from validation.parsing import RawBatch
 
@@ -147,6 +150,29 @@ def test_the_guard_answers_what_the_engine_answers_without_it(guard: Guard) -> N
     assert codes(kept[0]) == [(2, None), (4, "too_deep"), (5, "invalid_json")]
 
 
+def test_records_read_one_at_a_time_answer_as_a_batch_read_whole(guard: Guard) -> None:
+    # Neither risky nor deep: read record by record (evaluator._plain_records),
+    # a record msgspec refuses (broken, beyond a double's range) on its own.
+    plain = [b'{"n": 0.5}', b'{"n": 2}', b'{"n"', b'{"n": 1e400}', b'{"n": -1e400, "m": [1]}', b"[1]"]
+    # The same records with a long decimal: the batch is read whole (parsing.parse_batch).
+    whole = [*plain, b'{"n": 1.0000000000000000001}']
+    schema = {"type": "object", "properties": {"n": {"maximum": 1}}}
+    evaluator = Evaluator()
+    evaluator.put("k", compiled(schema))
+    for checker in (guard, InlineGuard()):
+        [one], [both] = judge(checker, schema, lines(*plain)), judge(checker, schema, lines(*whole))
+        assert both == [*one, (7, both[-1][1], False)]
+        assert [(n, errors[0]["keyword"], errors[0].get("code")) for n, errors, _ in both] == [
+            (2, "maximum", None),
+            (3, None, "invalid_json"),
+            (4, "maximum", None),
+            (6, "type", None),
+            (7, "maximum", None),
+        ]
+    assert evaluator.records("k", "ndjson", lines(*plain), 64, lambda entries, done: None) == one
+    assert evaluator.progress.value == len(plain)
+
+
 def test_the_answer_of_a_check_has_a_byte_budget(guard: Guard) -> None:
     schema = compiled({"items": {"const": "k" * 300}})
     results = guard.check(schema, [["z"] * 150] * 5, seconds=10, response_bytes=60_000)
@@ -165,3 +191,10 @@ def test_check_deploy_warns_when_a_time_limit_is_turned_off(settings: Any) -> No
         "VALIDATION_RECORD_TIME_LIMIT is 0: validations are not time-limited, "
         "and one hostile schema can hold a worker for minutes."
     ]
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="Linux pipes only")
+def test_the_requests_pipe_holds_both_batches_in_flight(guard: Guard) -> None:
+    guard.child.start()
+    most = int(open("/proc/sys/fs/pipe-max-size").read())
+    assert fcntl.fcntl(guard.child._requests, fcntl.F_GETPIPE_SZ) >= min(PIPE_BYTES, most)

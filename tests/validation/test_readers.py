@@ -9,10 +9,13 @@ from typing import Any
 import orjson
 import pytest
 
+from project import exactjson
+from validation.engine import compile_schema
+from validation.evaluator import Evaluator
 from validation.exceptions import InvalidUpload
 from validation.formats import counter_for
 from validation.parsing import column_types, converter
-from validation.readers import batches, records_of
+from validation.readers import batches, raw_batches, records_of
 
 NDJSON = b'{"a":1}\r\n\n  \n{"a":2}\nnot json\n{"a":\n[1]'
 CSV = b'\xef\xbb\xbfid,note,qty\r\n1,"two\r\nlines, and ""quotes""",3\r\n\r\n2,plain,x\r\n3,"unclosed\n4,a,5\n'
@@ -192,3 +195,20 @@ def test_json_items_over_the_record_limit_are_refused_at_upload(settings: Any) -
     settings.VALIDATION_MAX_RECORD_BYTES = 100
     with pytest.raises(InvalidUpload, match="longer than 100 bytes"):
         count("json", b'[{"a": "' + b"x" * 500 + b'"}]', 64)
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_the_work_horse_surveys_json_records_as_it_splits_them(fmt: str) -> None:
+    lines = [b'{"n": 0.5}', b'{"n": [[1]]}', b'{"n": 1.0000000000000000001}']
+    data = b"\n".join(lines) + b"\n" if fmt == "ndjson" else b"[" + b",".join(lines) + b"]"
+    [raw] = list(raw_batches(fmt, io.BytesIO(data)))
+    assert raw.survey == exactjson.survey(raw.items) == (True, 3)
+    # The guard's child reads by the survey it is sent, not one of its own.
+    evaluator = Evaluator()
+    evaluator.put("k", compile_schema({"properties": {"n": {"maximum": 1}}}, resolve=lambda uri: None))
+    raw.survey = (False, 3)  # "no long decimals": read as doubles (1.0 passes)
+    assert evaluator.records("k", fmt, raw, 64, lambda entries, done: None) == []
+    raw.survey = (True, 3)  # read exactly: 1.0000000000000000001 is past the maximum
+    assert [number for number, _, _ in evaluator.records("k", fmt, raw, 64, lambda entries, done: None)] == [
+        raw.numbers[2]
+    ]
