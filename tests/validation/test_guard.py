@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -196,5 +197,5 @@ def test_check_deploy_warns_when_a_time_limit_is_turned_off(settings: Any) -> No
 @pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="Linux pipes only")
 def test_the_requests_pipe_holds_both_batches_in_flight(guard: Guard) -> None:
     guard.child.start()
-    most = int(open("/proc/sys/fs/pipe-max-size").read())
+    most = int(Path("/proc/sys/fs/pipe-max-size").read_text())
     assert fcntl.fcntl(guard.child._requests, fcntl.F_GETPIPE_SZ) >= min(PIPE_BYTES, most)
